@@ -1,0 +1,57 @@
+"""Who performs an act, as the audit log records it: never a person's name or id in clear.
+
+The acting person appears only as a keyed tag (HMAC under the audit-tag key),
+so the privacy officer can match acts of one person without the log holding
+who that person is.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+from dataclasses import dataclass
+
+from broker.keys import KeyRing
+
+
+@dataclass(frozen=True, slots=True)
+class Actor:
+    client: str | None
+    org: str | None
+    roles: tuple[str, ...]
+    acting_user_tag: str | None
+    label: str
+
+    def as_entry(self) -> dict[str, object]:
+        return {
+            "client": self.client,
+            "org": self.org,
+            "roles": list(self.roles),
+            "acting_user_tag": self.acting_user_tag,
+        }
+
+
+def person_tag(keys: KeyRing, acting_user: str) -> str:
+    key = keys.active("audit_tag")
+    digest = hmac.new(key.material, b"acting-user\x1f" + acting_user.encode(), hashlib.sha256)
+    return base64.urlsafe_b64encode(digest.digest()[:16]).rstrip(b"=").decode()
+
+
+def client_actor(
+    keys: KeyRing, *, client_id: str, org: str, roles: frozenset[str] | tuple[str, ...],
+    acting_user: str | None,
+) -> Actor:
+    """The actor of a request made with a client's token."""
+    return Actor(
+        client=client_id,
+        org=org,
+        roles=tuple(sorted(roles)),
+        acting_user_tag=person_tag(keys, acting_user) if acting_user else None,
+        label=client_id,
+    )
+
+
+def system_actor(what: str) -> Actor:
+    """The broker itself or its administrator's command line (`what` says which)."""
+    return Actor(client=None, org=None, roles=(), acting_user_tag=None, label=f"system:{what}")

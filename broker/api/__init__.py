@@ -1,0 +1,12 @@
+"""Thin routers, one per resource: parse, authorise, call one service, map errors."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter
+
+
+def routers() -> list[APIRouter]:
+    """Every router of the API, in the order the OpenAPI document lists them."""
+    from broker.api import health, reference, signals
+
+    return [health.router, reference.router, signals.router]

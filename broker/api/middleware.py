@@ -1,0 +1,107 @@
+"""ASGI middleware: request ids, header and body limits, before any parsing.
+
+Written as plain ASGI (not BaseHTTPMiddleware) because it sits on every
+request's path and must not buffer or copy bodies.
+"""
+
+from __future__ import annotations
+
+import re
+import secrets
+from collections.abc import Awaitable, Callable, MutableMapping
+from typing import Any
+
+from broker.api.problems import problem_bytes
+from broker.errors import BrokerError, HeaderTooLarge, PayloadTooLarge
+
+Scope = MutableMapping[str, Any]
+Message = MutableMapping[str, Any]
+Receive = Callable[[], Awaitable[Message]]
+Send = Callable[[Message], Awaitable[None]]
+ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
+
+_REQUEST_ID = re.compile(rb"^[A-Za-z0-9._:-]{1,128}$")
+
+
+def new_request_id() -> str:
+    return "req_" + secrets.token_hex(12)
+
+
+class _BodyTooLarge(Exception):
+    pass
+
+
+class RequestGuard:
+    """Assigns `X-Request-Id`, caps header and body sizes (431, 413) and stamps every answer."""
+
+    def __init__(self, app: ASGIApp, *, max_body_bytes: int, max_header_bytes: int) -> None:
+        self.app = app
+        self.max_body_bytes = max_body_bytes
+        self.max_header_bytes = max_header_bytes
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        request_id = None
+        declared_length = None
+        for name, value in scope["headers"]:
+            if name == b"x-request-id" and _REQUEST_ID.match(value):
+                request_id = value.decode()
+            elif name == b"content-length":
+                declared_length = value
+            elif len(value) > self.max_header_bytes:
+                await self._refuse(scope, send, HeaderTooLarge(), request_id)
+                return
+        request_id = request_id or new_request_id()
+        scope.setdefault("state", {})["request_id"] = request_id
+        if declared_length is not None and (
+            not declared_length.isdigit() or int(declared_length) > self.max_body_bytes
+        ):
+            await self._refuse(scope, send, PayloadTooLarge(self._limit_text()), request_id)
+            return
+
+        received = 0
+        started = False
+
+        async def limited_receive() -> Message:
+            nonlocal received
+            message = await receive()
+            if message["type"] == "http.request":
+                received += len(message.get("body", b""))
+                if received > self.max_body_bytes:
+                    raise _BodyTooLarge
+            return message
+
+        async def stamped_send(message: Message) -> None:
+            nonlocal started
+            if message["type"] == "http.response.start":
+                started = True
+                headers = list(message.get("headers", []))
+                headers.append((b"x-request-id", request_id.encode()))
+                message["headers"] = headers
+            await send(message)
+
+        try:
+            await self.app(scope, limited_receive, stamped_send)
+        except _BodyTooLarge:
+            if not started:
+                await self._refuse(scope, send, PayloadTooLarge(self._limit_text()), request_id)
+
+    def _limit_text(self) -> str:
+        return f"The request body is larger than {self.max_body_bytes} bytes."
+
+    async def _refuse(
+        self, scope: Scope, send: Send, error: BrokerError, request_id: str | None
+    ) -> None:
+        request_id = request_id or new_request_id()
+        body = problem_bytes(error, instance=scope.get("path", "/"))
+        headers = [
+            (b"content-type", b"application/problem+json"),
+            (b"content-length", str(len(body)).encode()),
+            (b"x-request-id", request_id.encode()),
+            (b"connection", b"close"),
+        ]
+        headers += [(k.lower().encode(), v.encode()) for k, v in error.headers.items()]
+        await send({"type": "http.response.start", "status": error.status, "headers": headers})
+        await send({"type": "http.response.body", "body": body})

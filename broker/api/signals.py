@@ -1,0 +1,119 @@
+"""Signals: intake, own-organisation reads, retraction (role `contributor`)."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, Header, Path, Query, Response
+from fastapi.responses import JSONResponse
+
+from broker import idempotency, signals
+from broker.actors import client_actor
+from broker.api.deps import RequestIdDep, RuntimeDep
+from broker.api.routing import StrictJSONRoute
+from broker.auth.deps import Caller, require_acting
+from broker.runtime import Runtime
+from broker.schemas import SignalBatchIn, SignalBatchOut, SignalIn, SignalOut, SignalPage
+
+router = APIRouter(route_class=StrictJSONRoute, prefix="/v1/signals", tags=["signals"])
+Contributor = Annotated[Caller, Depends(require_acting("contributor"))]
+IdempotencyKey = Annotated[str | None, Header(alias="Idempotency-Key")]
+SignalId = Annotated[str, Path(max_length=64)]
+
+
+def _create(
+    runtime: Runtime,
+    caller: Caller,
+    bodies: list[SignalIn],
+    *,
+    key: str | None,
+    route: str,
+    wrap: Any,
+    request_id: str | None,
+) -> JSONResponse:
+    request = idempotency.begin(
+        caller.client_id, key, route, [b.model_dump(mode="json") for b in bodies]
+    )
+    if request:
+        earlier = idempotency.replay(runtime.engine, runtime.keys, request)
+        if earlier:
+            return JSONResponse(earlier.body, status_code=earlier.status_code)
+    actor = client_actor(
+        runtime.keys, client_id=caller.client_id, org=caller.org, roles=caller.roles,
+        acting_user=caller.acting_user,
+    )
+
+    def remember(answers: list[dict[str, Any]]) -> Any:
+        return idempotency.remember(runtime.keys, request, 201, wrap(answers)) if request else None
+
+    try:
+        answers = signals.create_signals(
+            runtime, actor, caller.org, bodies, request_id=request_id,
+            extra_work=remember if request else None,
+        )
+    except Exception:
+        # A concurrent retry with the same key may have won the race: answer as it did.
+        if request:
+            earlier = idempotency.replay(runtime.engine, runtime.keys, request)
+            if earlier:
+                return JSONResponse(earlier.body, status_code=earlier.status_code)
+        raise
+    return JSONResponse(wrap(answers), status_code=201)
+
+
+@router.post("", status_code=201, response_model=SignalOut)
+def create_signal(
+    body: SignalIn, runtime: RuntimeDep, caller: Contributor, request_id: RequestIdDep,
+    idempotency_key: IdempotencyKey = None,
+) -> JSONResponse:
+    """Submit one signal; 422 (nothing stored) when it does not fit its category."""
+    return _create(runtime, caller, [body], key=idempotency_key, route="signals.create",
+                   wrap=lambda answers: answers[0], request_id=request_id)
+
+
+@router.post("/batch", status_code=201, response_model=SignalBatchOut)
+def create_batch(
+    body: SignalBatchIn, runtime: RuntimeDep, caller: Contributor, request_id: RequestIdDep,
+    idempotency_key: IdempotencyKey = None,
+) -> JSONResponse:
+    """Submit up to 1000 signals, all or nothing; a 422 names each failing index."""
+    return _create(runtime, caller, body.signals, key=idempotency_key, route="signals.batch",
+                   wrap=lambda answers: {"signals": answers}, request_id=request_id)
+
+
+@router.get("", response_model=SignalPage)
+def list_signals(
+    runtime: RuntimeDep,
+    caller: Contributor,
+    category: Annotated[str | None, Query(pattern=r"^[a-z0-9]+(-[a-z0-9]+)*$", max_length=64)] = None,
+    since: datetime | None = None,
+    until: datetime | None = None,
+    limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+    cursor: Annotated[str | None, Query(max_length=400)] = None,
+) -> dict[str, Any]:
+    """The caller's own organisation's signals, newest first."""
+    items, next_cursor = signals.list_signals(
+        runtime, caller.org, category=category, since=since, until=until, limit=limit,
+        cursor=cursor,
+    )
+    return {"items": items, "next_cursor": next_cursor}
+
+
+@router.get("/{signal_id}", response_model=SignalOut)
+def get_signal(signal_id: SignalId, runtime: RuntimeDep, caller: Contributor) -> dict[str, Any]:
+    """One signal of the caller's organisation; any other signal is 404."""
+    return signals.get_signal(runtime, caller.org, signal_id)
+
+
+@router.delete("/{signal_id}", status_code=204, response_class=Response)
+def retract_signal(
+    signal_id: SignalId, runtime: RuntimeDep, caller: Contributor, request_id: RequestIdDep
+) -> Response:
+    """Retract a signal: its data key is destroyed at once (crypto-shredding)."""
+    actor = client_actor(
+        runtime.keys, client_id=caller.client_id, org=caller.org, roles=caller.roles,
+        acting_user=caller.acting_user,
+    )
+    signals.erase_signal(runtime, actor, caller.org, signal_id, request_id=request_id)
+    return Response(status_code=204)

@@ -1,0 +1,51 @@
+"""The app factory: settings in, FastAPI app out. Nothing happens at import time."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from anyio import to_thread
+from fastapi import FastAPI
+
+from broker import __version__
+from broker.api import routers
+from broker.api.middleware import RequestGuard
+from broker.api.problems import install_problem_handlers
+from broker.runtime import Runtime
+from broker.settings import Settings, get_settings
+from broker.startup import open_runtime
+
+
+def create_app(settings: Settings | None = None, *, runtime: Runtime | None = None) -> FastAPI:
+    """Build the broker's ASGI app; keys, database and policy are opened in the lifespan."""
+    settings = settings or get_settings()
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        to_thread.current_default_thread_limiter().total_tokens = settings.thread_limit
+        live = runtime or open_runtime(settings)
+        app.state.runtime = live
+        try:
+            yield
+        finally:
+            if runtime is None:
+                live.close()
+
+    app = FastAPI(
+        title="Sluis",
+        version=__version__,
+        summary="Policy-bound information sharing with a verifiable audit log",
+        lifespan=lifespan,
+        debug=False,
+        redoc_url=None,
+    )
+    install_problem_handlers(app)
+    for router in routers():
+        app.include_router(router)
+    app.add_middleware(
+        RequestGuard,
+        max_body_bytes=settings.max_body_bytes,
+        max_header_bytes=settings.max_header_bytes,
+    )
+    return app

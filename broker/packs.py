@@ -1,0 +1,109 @@
+"""Making a policy pack live: history, audit entry, and the atomic swap.
+
+Each pack's canonical text is stored once by hash; every activation is a
+`policy_load` row and a `policy_loaded` audit entry in one transaction.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from sqlalchemy import Connection, select
+
+from broker.audit.store import AuditLog
+from broker.clock import utcnow
+from broker.errors import PackInvalid
+from broker.models import PolicyLoad, PolicyVersion
+from broker.policy.evaluate import CompiledPolicy
+from broker.policy.load import Pack, load_pack, load_pack_from_text
+from broker.runtime import LivePolicy, Runtime
+from broker.actors import Actor, system_actor
+
+
+def last_loaded_hash(conn: Connection) -> str | None:
+    row = conn.execute(
+        select(PolicyLoad.hash).order_by(PolicyLoad.id.desc()).limit(1)  # type: ignore[union-attr]
+    ).first()
+    return row[0] if row else None
+
+
+def _store(conn: Connection, pack: Pack, by: str) -> None:
+    now = utcnow()
+    known = conn.execute(select(PolicyVersion.hash).where(PolicyVersion.hash == pack.hash)).first()
+    if known is None:
+        conn.execute(
+            PolicyVersion.__table__.insert().values(  # type: ignore[attr-defined]
+                hash=pack.hash,
+                pack=pack.name,
+                version=pack.version,
+                canonical=pack.canonical.decode("utf-8"),
+                first_loaded_at=now,
+            )
+        )
+    conn.execute(
+        PolicyLoad.__table__.insert().values(  # type: ignore[attr-defined]
+            hash=pack.hash, loaded_at=now, loaded_by=by[:100]
+        )
+    )
+
+
+def record_load(
+    audit: AuditLog, pack: Pack, *, actor: Actor, request_id: str | None, previous: str | None
+) -> int:
+    """Store the pack's version and load event with its audit entry; return the entry's seq."""
+    draft = {
+        "action": "policy_loaded",
+        "outcome": "granted",
+        "reason": None,
+        "actor": actor.as_entry(),
+        "policy": {"pack": pack.name, "hash": pack.hash},
+        "request_id": request_id,
+        "objects": {"previous_hash": previous, "version": pack.version},
+    }
+    return audit.record(draft, work=lambda conn: _store(conn, pack, actor.label)).seq
+
+
+def live(pack: Pack) -> LivePolicy:
+    return LivePolicy(pack, CompiledPolicy(pack), utcnow())
+
+
+def activate(
+    runtime: Runtime, pack: Pack, *, actor: Actor, request_id: str | None = None
+) -> tuple[str, str]:
+    """Make `pack` the live pack (audited); return (new hash, previous hash)."""
+    previous = runtime.policy.pack.hash
+    record_load(runtime.audit, pack, actor=actor, request_id=request_id, previous=previous)
+    runtime.policy = live(pack)
+    return pack.hash, previous
+
+
+def reload_from_dir(
+    runtime: Runtime, directory: Path | None, *, actor: Actor, request_id: str | None = None
+) -> tuple[str, str]:
+    """Load a pack folder and make it live; a pack that does not check leaves the live one."""
+    pack = load_pack(directory or runtime.settings.policy_dir)
+    return activate(runtime, pack, actor=actor, request_id=request_id)
+
+
+def stored_pack(conn: Connection, pack_hash: str) -> Pack | None:
+    """A pack exactly as it was loaded, from history, for reading an old rule."""
+    row = conn.execute(
+        select(PolicyVersion.canonical).where(PolicyVersion.hash == pack_hash)
+    ).first()
+    if row is None:
+        return None
+    try:
+        return load_pack_from_text({"pack.json": row[0]})
+    except PackInvalid:
+        return None
+
+
+def ensure_recorded(runtime: Runtime) -> None:
+    """At start-up: audit the live pack's load when it differs from the last one recorded."""
+    with runtime.engine.connect() as conn:
+        previous = last_loaded_hash(conn)
+    if previous != runtime.policy.pack.hash:
+        record_load(
+            runtime.audit, runtime.policy.pack, actor=system_actor("startup"), request_id=None,
+            previous=previous,
+        )

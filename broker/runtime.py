@@ -1,0 +1,42 @@
+"""What a running broker holds between requests: settings, engine, keys, live policy, audit log.
+
+Built once in the app's lifespan (or by a CLI command) and handed to services
+as plain arguments. The live policy is one immutable snapshot swapped in a
+single assignment, so a request that took a snapshot finishes on it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+
+from sqlalchemy import Engine
+
+from broker.audit.store import AuditLog
+from broker.keys import KeyRing
+from broker.policy.evaluate import CompiledPolicy
+from broker.policy.load import Pack
+from broker.settings import Settings
+
+
+@dataclass(frozen=True)
+class LivePolicy:
+    """One loaded pack and its compiled index; never mutated."""
+
+    pack: Pack
+    compiled: CompiledPolicy
+    loaded_at: datetime
+
+
+@dataclass
+class Runtime:
+    settings: Settings
+    engine: Engine
+    keys: KeyRing
+    policy: LivePolicy
+    audit: AuditLog
+    started_at: datetime = field(default_factory=datetime.now)
+
+    def close(self) -> None:
+        self.audit.close()
+        self.engine.dispose()

@@ -1,0 +1,59 @@
+"""All configuration, read from `BROKER_*` environment variables.
+
+Defaults make a fresh checkout work: SQLite under `var/`, the demo pack,
+a key ring under `var/keys`.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    """The broker's settings; one instance is built per process and passed down."""
+
+    model_config = SettingsConfigDict(env_prefix="BROKER_", extra="ignore", frozen=True)
+
+    database_url: str = "sqlite:///./var/broker.db"
+    key_dir: Path = Path("var/keys")
+    policy_dir: Path = Path("policies/ondermijning")
+    issuer: str = "https://sluis.example"
+    audience: str = "sluis"
+    audit_origin: str = "sluis.example/audit"
+    checkpoint_key_name: str = "sluis.example/audit"
+
+    access_token_ttl_seconds: int = Field(default=600, ge=30, le=900)
+    token_leeway_seconds: int = Field(default=30, ge=0, le=30)
+    max_body_bytes: int = Field(default=1024 * 1024, ge=1024)
+    max_header_bytes: int = Field(default=8192, ge=1024)
+
+    checkpoint_every_entries: int = Field(default=1000, ge=1)
+    checkpoint_every_seconds: float = Field(default=60.0, gt=0)
+
+    sqlite_busy_timeout_ms: int = Field(default=10_000, ge=0)
+    db_pool_size: int = Field(default=20, ge=1)
+    thread_limit: int = Field(default=40, ge=1)
+
+    token_rate_per_minute: int = Field(default=60, ge=1)
+    request_rate_per_minute: int = Field(default=6000, ge=1)
+    fishing_subjects_per_hour: int = Field(default=200, ge=1)
+
+    log_level: str = "INFO"
+    debug: bool = False
+
+    @property
+    def token_url(self) -> str:
+        """The token endpoint's URL: the `aud` a client assertion must carry."""
+        return self.issuer.rstrip("/") + "/oauth/token"
+
+    @property
+    def is_sqlite(self) -> bool:
+        return self.database_url.startswith("sqlite")
+
+
+def get_settings() -> Settings:
+    """Read the settings from the environment now (never at import time)."""
+    return Settings()

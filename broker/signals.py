@@ -1,0 +1,383 @@
+"""Signal intake, lookup and erasure (service layer).
+
+A signal is validated against the live pack's category, sealed under its
+own data key, made findable through blind-index tokens, and recorded in the
+audit log in the same transaction. Erasure destroys the data key.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+import secrets
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import Connection, and_, delete, or_, select, update
+
+from broker import identifiers
+from broker.actors import Actor
+from broker.clock import as_utc, rfc3339, utcnow
+from broker.errors import FieldProblem, NotFound, ValidationFailed
+from broker.keys import KeyRing
+from broker.models import Signal, SignalIndex
+from broker.policy.load import Pack
+from broker.runtime import Runtime
+from broker.schemas import SignalIn
+from broker.sealing import Unreadable, blind_token, seal, unseal
+
+SIGNAL = Signal.__table__  # type: ignore[attr-defined]
+INDEX = SignalIndex.__table__  # type: ignore[attr-defined]
+
+# The one identifier each subject type must carry, and the fields it may carry.
+_REQUIRED_ID = {"person": "bsn", "company": "kvk", "vehicle": "plate", "address": None}
+_ALLOWED = {
+    "person": {"bsn", "name", "birthdate"},
+    "company": {"kvk", "name"},
+    "vehicle": {"plate"},
+    "address": {"bag_id"},
+}
+_FUTURE_SLACK = timedelta(days=1)
+
+
+def new_signal_id() -> str:
+    return "sig_" + base64.b32encode(secrets.token_bytes(15)).decode().lower()
+
+
+@dataclass(frozen=True)
+class Prepared:
+    """A validated, normalised signal ready to be sealed and stored."""
+
+    payload: dict[str, Any]
+    observed_at: datetime
+    index: dict[str, str]  # blind-index kind -> normalised value
+    subject_kind: str  # the index kind that names the subject
+
+
+def _check_subject(body: SignalIn, loc: tuple[str | int, ...]) -> tuple[dict[str, Any], list[FieldProblem]]:
+    subject = body.subject
+    given = {k for k, v in subject.model_dump(exclude={"type"}).items() if v is not None}
+    problems = [
+        FieldProblem((*loc, "subject", name), f"not a field of a {subject.type} subject")
+        for name in sorted(given - _ALLOWED[subject.type])
+    ]
+    required = _REQUIRED_ID[subject.type]
+    if required and required not in given:
+        problems.append(FieldProblem((*loc, "subject", required), "Field required."))
+    out: dict[str, Any] = {"type": subject.type}
+    checks: dict[str, tuple[Callable[[str], str | None], str]] = {
+        "bsn": (lambda v: v if identifiers.is_valid_bsn(v) else None, "not a valid BSN"),
+        "kvk": (lambda v: v if identifiers.is_valid_kvk(v) else None, "not a valid KvK number"),
+        "plate": (identifiers.normalise_plate, "not a valid licence plate"),
+        "bag_id": (lambda v: v if identifiers.is_valid_bag_id(v) else None, "not a valid BAG id"),
+    }
+    for name in ("bsn", "kvk", "plate", "bag_id"):
+        value = getattr(subject, name)
+        if value is None or name not in _ALLOWED[subject.type]:
+            continue
+        normalise, message = checks[name]
+        normalised = normalise(value)
+        if normalised is None:
+            problems.append(FieldProblem((*loc, "subject", name), message))
+        else:
+            out[name] = normalised
+    if subject.name is not None:
+        out["name"] = subject.name
+    if subject.birthdate is not None:
+        out["birthdate"] = subject.birthdate.isoformat()
+    return out, problems
+
+
+def _check_location(
+    body: SignalIn, loc: tuple[str | int, ...]
+) -> tuple[dict[str, Any] | None, list[FieldProblem]]:
+    if body.location is None:
+        if body.subject.type == "address" and body.subject.bag_id is None:
+            return None, [FieldProblem((*loc, "location"), "an address needs a bag_id or a location")]
+        return None, []
+    location = body.location.model_dump(exclude_none=True)
+    problems = []
+    if "postcode" in location:
+        postcode = identifiers.normalise_postcode(location["postcode"])
+        if postcode is None:
+            problems.append(FieldProblem((*loc, "location", "postcode"), "not a postcode (1234AB)"))
+        else:
+            location["postcode"] = postcode
+    if "house_letter" in location:
+        location["house_letter"] = location["house_letter"].upper()
+    if body.subject.type == "address" and body.subject.bag_id is None and not (
+        "postcode" in location and "house_number" in location
+    ):
+        problems.append(
+            FieldProblem((*loc, "location"), "an address needs a bag_id or a postcode and number")
+        )
+    return location, problems
+
+
+def _index_values(subject: dict[str, Any], location: dict[str, Any] | None) -> dict[str, str]:
+    index = {k: subject[k] for k in ("bsn", "kvk", "plate", "bag_id") if k in subject}
+    if location and "postcode" in location:
+        index["pc6"] = location["postcode"]
+        index["pc4"] = location["postcode"][:4]
+        if "house_number" in location:
+            index["address"] = address_key(
+                location["postcode"], location["house_number"],
+                location.get("house_letter"), location.get("addition"),
+            )
+    return index
+
+
+def address_key(postcode: str, number: int, letter: str | None, addition: str | None) -> str:
+    """The normalised form of an address for the blind index."""
+    return "|".join([postcode, str(number), (letter or "").upper(), (addition or "").upper()])
+
+
+def prepare(pack: Pack, org: str, body: SignalIn, loc: tuple[str | int, ...] = ("body",)) -> Prepared:
+    """Validate one signal against the pack; ValidationFailed names every problem."""
+    problems: list[FieldProblem] = []
+    category = pack.category(body.category)
+    if category is None:
+        raise ValidationFailed("Unknown category.", errors=[FieldProblem((*loc, "category"), "unknown category")])
+    if org not in category.contributors:
+        problems.append(FieldProblem((*loc, "category"), "your organisation may not contribute this category"))
+    if body.legal_basis not in category.legal_bases:
+        problems.append(FieldProblem((*loc, "legal_basis"), "not a legal basis of this category"))
+    if body.subject.type not in category.subject_types:
+        problems.append(FieldProblem((*loc, "subject", "type"), "subject type does not fit the category"))
+    subject, subject_problems = _check_subject(body, loc)
+    location, location_problems = _check_location(body, loc)
+    problems += subject_problems + location_problems
+    problems += [
+        FieldProblem((*loc, "attributes", name), message)
+        for name, message in category.check_attributes(body.attributes)
+    ]
+    if body.observed_at > utcnow() + _FUTURE_SLACK:
+        problems.append(FieldProblem((*loc, "observed_at"), "lies in the future"))
+    if problems:
+        raise ValidationFailed("The signal is not valid; see `errors`.", errors=problems)
+    payload = {
+        "category": body.category,
+        "legal_basis": body.legal_basis,
+        "subject": subject,
+        "location": location,
+        "observed_at": body.observed_at.isoformat(),
+        "description": body.description,
+        "attributes": dict(body.attributes),
+    }
+    index = _index_values(subject, location)
+    kind = _REQUIRED_ID[subject["type"]] or ("bag_id" if "bag_id" in subject else "address")
+    return Prepared(payload, as_utc(body.observed_at), index, kind)
+
+
+def prepare_all(pack: Pack, org: str, bodies: Sequence[SignalIn]) -> list[Prepared]:
+    """Validate a batch; one ValidationFailed naming every failing index."""
+    prepared, problems = [], []
+    for position, body in enumerate(bodies):
+        try:
+            prepared.append(prepare(pack, org, body, ("body", "signals", position)))
+        except ValidationFailed as exc:
+            problems.extend(exc.errors)
+    if problems:
+        raise ValidationFailed("Some signals are not valid; nothing was stored.", errors=problems)
+    return prepared
+
+
+@dataclass(frozen=True)
+class Stored:
+    """What intake writes for one signal: its row, its index rows and its answer."""
+
+    row: dict[str, Any]
+    index_rows: list[dict[str, Any]]
+    answer: dict[str, Any]
+    subject_token: bytes | None
+
+
+def _seal_one(keys: KeyRing, pack: Pack, org: str, created_by: str, item: Prepared) -> Stored:
+    signal_id = new_signal_id()
+    now = utcnow()
+    retention_until = now + timedelta(days=pack.retention_days(item.payload["category"]))
+    sealed = seal(keys.active("master"), json.dumps(item.payload).encode(), signal_id.encode())
+    index_key = keys.active("blind_index")
+    tokens = {kind: blind_token(index_key, kind, value) for kind, value in item.index.items()}
+    row = {
+        "id": signal_id,
+        "source": org,
+        "category": item.payload["category"],
+        "legal_basis": item.payload["legal_basis"],
+        "subject_type": item.payload["subject"]["type"],
+        "observed_at": item.observed_at,
+        "received_at": now,
+        "retention_until": retention_until,
+        "key_version": sealed.key_version,
+        "wrapped_key": sealed.wrapped_key,
+        "ciphertext": sealed.ciphertext,
+        "created_by": created_by[:40],
+    }
+    answer = _answer(signal_id, org, item.payload, now, retention_until)
+    index_rows = [{"token": t, "signal_id": signal_id} for t in set(tokens.values())]
+    return Stored(row, index_rows, answer, tokens.get(item.subject_kind))
+
+
+def _answer(
+    signal_id: str, org: str, payload: dict[str, Any], received: datetime, retention: datetime
+) -> dict[str, Any]:
+    return {
+        "id": signal_id,
+        "source": org,
+        **payload,
+        "received_at": rfc3339(received),
+        "retention_until": rfc3339(retention),
+    }
+
+
+def create_signals(
+    runtime: Runtime,
+    actor: Actor,
+    org: str,
+    bodies: Sequence[SignalIn],
+    *,
+    request_id: str | None,
+    extra_work: Callable[[list[dict[str, Any]]], Callable[[Connection], None]] | None = None,
+) -> list[dict[str, Any]]:
+    """Validate, seal, index and store signals with one audit entry; all or nothing."""
+    live = runtime.policy
+    prepared = prepare_all(live.pack, org, bodies)
+    stored = [_seal_one(runtime.keys, live.pack, org, actor.label, p) for p in prepared]
+    answers = [s.answer for s in stored]
+    after = extra_work(answers) if extra_work else None
+
+    def work(conn: Connection) -> None:
+        conn.execute(SIGNAL.insert(), [s.row for s in stored])
+        conn.execute(INDEX.insert(), [r for s in stored for r in s.index_rows])
+        if after:
+            after(conn)
+
+    draft = {
+        "action": "signal_created",
+        "outcome": "granted",
+        "reason": None,
+        "actor": actor.as_entry(),
+        "policy": {"pack": live.pack.name, "hash": live.pack.hash},
+        "request_id": request_id,
+        "items": [
+            {
+                "signal_id": s.row["id"],
+                "category": s.row["category"],
+                "source": org,
+                "legal_basis": s.row["legal_basis"],
+                "subjects": [s.subject_token] if s.subject_token else [],
+            }
+            for s in stored
+        ],
+    }
+    subjects = [s.subject_token for s in stored if s.subject_token]
+    runtime.audit.record(draft, work=work, subjects=subjects)
+    return answers
+
+
+def _readable(keys: KeyRing, row: Any) -> dict[str, Any]:
+    try:
+        payload = json.loads(unseal(keys, row.key_version, row.wrapped_key, row.ciphertext, row.id.encode()))
+    except Unreadable:
+        raise NotFound("No such signal.") from None
+    return _answer(row.id, row.source, payload, as_utc(row.received_at), as_utc(row.retention_until))
+
+
+def get_signal(runtime: Runtime, org: str, signal_id: str) -> dict[str, Any]:
+    """One of the caller's own organisation's signals, in full; 404 for any other."""
+    with runtime.engine.connect() as conn:
+        row = conn.execute(
+            select(SIGNAL).where(SIGNAL.c.id == signal_id, SIGNAL.c.source == org,
+                                 SIGNAL.c.erased_at.is_(None))
+        ).first()
+    if row is None:
+        raise NotFound("No such signal.")
+    return _readable(runtime.keys, row)
+
+
+def _decode_cursor(cursor: str) -> tuple[datetime, str]:
+    try:
+        raw = base64.urlsafe_b64decode(cursor.encode() + b"==").decode()
+        moment, signal_id = raw.split("|", 1)
+        return as_utc(datetime.fromisoformat(moment)), signal_id
+    except (ValueError, binascii.Error, UnicodeDecodeError):
+        raise ValidationFailed(
+            "Invalid cursor.", errors=[FieldProblem(("query", "cursor"), "not a cursor of this list")]
+        ) from None
+
+
+def _encode_cursor(received: datetime, signal_id: str) -> str:
+    raw = f"{as_utc(received).isoformat()}|{signal_id}".encode()
+    return base64.urlsafe_b64encode(raw).rstrip(b"=").decode()
+
+
+def list_signals(
+    runtime: Runtime,
+    org: str,
+    *,
+    category: str | None,
+    since: datetime | None,
+    until: datetime | None,
+    limit: int,
+    cursor: str | None,
+) -> tuple[list[dict[str, Any]], str | None]:
+    """The caller's organisation's live signals, newest first, paged by an opaque cursor."""
+    query = select(SIGNAL).where(SIGNAL.c.source == org, SIGNAL.c.erased_at.is_(None))
+    if category:
+        query = query.where(SIGNAL.c.category == category)
+    if since:
+        query = query.where(SIGNAL.c.received_at >= as_utc(since))
+    if until:
+        query = query.where(SIGNAL.c.received_at < as_utc(until))
+    if cursor:
+        moment, last_id = _decode_cursor(cursor)
+        query = query.where(
+            or_(SIGNAL.c.received_at < moment,
+                and_(SIGNAL.c.received_at == moment, SIGNAL.c.id < last_id))
+        )
+    query = query.order_by(SIGNAL.c.received_at.desc(), SIGNAL.c.id.desc()).limit(limit + 1)
+    with runtime.engine.connect() as conn:
+        rows = conn.execute(query).all()
+    page = rows[:limit]
+    items = [_readable(runtime.keys, row) for row in page]
+    next_cursor = _encode_cursor(page[-1].received_at, page[-1].id) if len(rows) > limit else None
+    return items, next_cursor
+
+
+def erase_signal(
+    runtime: Runtime, actor: Actor, org: str, signal_id: str, *, request_id: str | None,
+    action: str = "signal_erased", reason: str | None = "retracted",
+) -> None:
+    """Destroy a signal's data key and index tokens (crypto-shredding), audited."""
+    with runtime.engine.connect() as conn:
+        row = conn.execute(
+            select(SIGNAL.c.id, SIGNAL.c.category, SIGNAL.c.legal_basis).where(
+                SIGNAL.c.id == signal_id, SIGNAL.c.source == org, SIGNAL.c.erased_at.is_(None)
+            )
+        ).first()
+    if row is None:
+        raise NotFound("No such signal.")
+
+    def work(conn: Connection) -> None:
+        changed = conn.execute(
+            update(SIGNAL)
+            .where(SIGNAL.c.id == signal_id, SIGNAL.c.erased_at.is_(None))
+            .values(wrapped_key=None, ciphertext=None, erased_at=utcnow())
+        ).rowcount
+        if changed != 1:
+            raise NotFound("No such signal.")
+        conn.execute(delete(INDEX).where(INDEX.c.signal_id == signal_id))
+
+    draft = {
+        "action": action,
+        "outcome": "granted",
+        "reason": reason,
+        "actor": actor.as_entry(),
+        "request_id": request_id,
+        "items": [{"signal_id": signal_id, "category": row.category, "source": org,
+                   "legal_basis": row.legal_basis}],
+    }
+    runtime.audit.record(draft, work=work)

@@ -1,0 +1,34 @@
+"""Alembic environment: runs migrations on the connection or URL the broker passes in."""
+
+from __future__ import annotations
+
+from alembic import context
+from sqlalchemy import Connection
+
+from broker.db import make_engine
+
+config = context.config
+
+
+def _run(connection: Connection) -> None:
+    context.configure(connection=connection, render_as_batch=True, compare_type=True)
+    with context.begin_transaction():
+        context.run_migrations()
+
+
+def run_migrations_online() -> None:
+    connection = config.attributes.get("connection")
+    if connection is not None:
+        _run(connection)
+        return
+    engine = make_engine(config.get_main_option("sqlalchemy.url") or "")
+    try:
+        with engine.connect() as conn:
+            _run(conn)
+    finally:
+        engine.dispose()
+
+
+if context.is_offline_mode():
+    raise SystemExit("offline migrations are not supported; run `broker init`")
+run_migrations_online()

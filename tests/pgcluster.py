@@ -1,0 +1,92 @@
+"""A throwaway PostgreSQL cluster for tests and benchmarks.
+
+Uses the server binaries of the machine (`BROKER_PG_BINDIR`, default
+`/usr/lib/postgresql/15/bin`). PostgreSQL refuses to run as root, so when we
+are root the cluster is created and run as the unprivileged `nobody` user in
+a fresh directory under the system temp folder.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import subprocess
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+DEFAULT_BINDIR = "/usr/lib/postgresql/15/bin"
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+@dataclass
+class Cluster:
+    directory: Path
+    port: int
+    bindir: Path
+    user: str | None
+
+    @property
+    def url(self) -> str:
+        return f"postgresql+psycopg://postgres@127.0.0.1:{self.port}/postgres"
+
+    def url_for(self, database: str) -> str:
+        return f"postgresql+psycopg://postgres@127.0.0.1:{self.port}/{database}"
+
+    def _run(self, *args: str) -> None:
+        subprocess.run(
+            [str(self.bindir / args[0]), *args[1:]],
+            check=True,
+            capture_output=True,
+            user=self.user,
+            cwd=self.directory,
+        )
+
+    def stop(self) -> None:
+        try:
+            self._run("pg_ctl", "-D", str(self.directory / "data"), "-m", "immediate", "stop")
+        except subprocess.CalledProcessError:
+            pass
+        shutil.rmtree(self.directory, ignore_errors=True)
+
+
+def start_cluster(*, fsync: bool = False) -> Cluster:
+    """Create and start a cluster on a free loopback port; trust authentication."""
+    bindir = Path(os.environ.get("BROKER_PG_BINDIR", DEFAULT_BINDIR))
+    if not (bindir / "initdb").exists():
+        raise RuntimeError(
+            f"PostgreSQL server binaries not found in {bindir}; set BROKER_PG_BINDIR "
+            "or BROKER_TEST_POSTGRES_URL"
+        )
+    directory = Path(tempfile.mkdtemp(prefix="sluis-pg-"))
+    user = "nobody" if os.geteuid() == 0 else None
+    if user:
+        shutil.chown(directory, user=user)
+    os.chmod(directory, 0o700)
+    cluster = Cluster(directory, _free_port(), bindir, user)
+    data = directory / "data"
+    cluster._run(
+        "initdb", "-D", str(data), "-A", "trust", "-U", "postgres", "-E", "UTF8", "--no-sync",
+        "--locale=C",
+    )
+    options = f"-h 127.0.0.1 -p {cluster.port} -k {directory} -c max_connections=300"
+    if not fsync:
+        options += " -c fsync=off -c synchronous_commit=off -c full_page_writes=off"
+    cluster._run("pg_ctl", "-D", str(data), "-o", options, "-l", str(directory / "log"), "-w",
+                 "-t", "60", "start")
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        with socket.socket() as sock:
+            if sock.connect_ex(("127.0.0.1", cluster.port)) == 0:
+                return cluster
+        time.sleep(0.1)
+    cluster.stop()
+    raise RuntimeError("PostgreSQL did not start")
