@@ -28,6 +28,8 @@ class BrokerError(Exception):
     status: int = 500
     code: str = "internal_error"
     title: str = "Internal error"
+    # Locations may name submitted keys (a BSN used as a key): mask odd segments.
+    loc_from_input: bool = True
 
     def __init__(
         self,
@@ -109,6 +111,7 @@ class PackInvalid(BrokerError):
     status = 422
     code = "policy_pack_invalid"
     title = "Policy pack invalid"
+    loc_from_input = False
 
 
 class HeaderTooLarge(BrokerError):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Any
 
 from broker.clock import rfc3339
@@ -78,3 +79,11 @@ def policy(live: LivePolicy, org: str, roles: frozenset[str]) -> dict[str, Any]:
         "loaded_at": rfc3339(live.loaded_at),
         "rules": rules,
     }
+
+
+def explain(
+    live: LivePolicy, recipient: str, purpose: str, category: str, source: str,
+    legal_basis: str | None, now: datetime,
+) -> dict[str, Any]:
+    """A dry run over the live pack; discloses nothing."""
+    return live.compiled.explain(recipient, purpose, category, source, legal_basis, now).as_dict()

@@ -172,12 +172,15 @@ def prepare(pack: Pack, org: str, body: SignalIn, loc: tuple[str | int, ...] = (
     return Prepared(payload, as_utc(body.observed_at), index, kind)
 
 
-def prepare_all(pack: Pack, org: str, bodies: Sequence[SignalIn]) -> list[Prepared]:
+def prepare_all(
+    pack: Pack, org: str, bodies: Sequence[SignalIn], *, batch: bool = True
+) -> list[Prepared]:
     """Validate a batch; one ValidationFailed naming every failing index."""
     prepared, problems = [], []
     for position, body in enumerate(bodies):
+        loc: tuple[str | int, ...] = ("body", "signals", position) if batch else ("body",)
         try:
-            prepared.append(prepare(pack, org, body, ("body", "signals", position)))
+            prepared.append(prepare(pack, org, body, loc))
         except ValidationFailed as exc:
             problems.extend(exc.errors)
     if problems:
@@ -241,10 +244,11 @@ def create_signals(
     *,
     request_id: str | None,
     extra_work: Callable[[list[dict[str, Any]]], Callable[[Connection], None]] | None = None,
+    batch: bool = True,
 ) -> list[dict[str, Any]]:
     """Validate, seal, index and store signals with one audit entry; all or nothing."""
     live = runtime.policy
-    prepared = prepare_all(live.pack, org, bodies)
+    prepared = prepare_all(live.pack, org, bodies, batch=batch)
     stored = [_seal_one(runtime.keys, live.pack, org, actor.label, p) for p in prepared]
     answers = [s.answer for s in stored]
     after = extra_work(answers) if extra_work else None

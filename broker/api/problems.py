@@ -49,7 +49,10 @@ def problem_body(error: BrokerError, *, instance: str) -> dict[str, Any]:
         "code": error.code,
     }
     if error.errors or error.status == 422:
-        body["errors"] = [problem.as_dict() for problem in error.errors]
+        body["errors"] = [
+            {"loc": list(safe_loc(p.loc) if error.loc_from_input else p.loc), "msg": p.msg}
+            for p in error.errors
+        ]
     return body
 
 

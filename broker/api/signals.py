@@ -31,6 +31,7 @@ def _create(
     route: str,
     wrap: Any,
     request_id: str | None,
+    batch: bool,
 ) -> JSONResponse:
     request = idempotency.begin(
         caller.client_id, key, route, [b.model_dump(mode="json") for b in bodies]
@@ -50,7 +51,7 @@ def _create(
     try:
         answers = signals.create_signals(
             runtime, actor, caller.org, bodies, request_id=request_id,
-            extra_work=remember if request else None,
+            extra_work=remember if request else None, batch=batch,
         )
     except Exception:
         # A concurrent retry with the same key may have won the race: answer as it did.
@@ -69,7 +70,8 @@ def create_signal(
 ) -> JSONResponse:
     """Submit one signal; 422 (nothing stored) when it does not fit its category."""
     return _create(runtime, caller, [body], key=idempotency_key, route="signals.create",
-                   wrap=lambda answers: answers[0], request_id=request_id)
+                   wrap=lambda answers: answers[0], request_id=request_id,
+                   batch=False)
 
 
 @router.post("/batch", status_code=201, response_model=SignalBatchOut)
@@ -79,7 +81,8 @@ def create_batch(
 ) -> JSONResponse:
     """Submit up to 1000 signals, all or nothing; a 422 names each failing index."""
     return _create(runtime, caller, body.signals, key=idempotency_key, route="signals.batch",
-                   wrap=lambda answers: {"signals": answers}, request_id=request_id)
+                   wrap=lambda answers: {"signals": answers}, request_id=request_id,
+                   batch=True)
 
 
 @router.get("", response_model=SignalPage)

@@ -336,6 +336,19 @@ class CompactRange:
         self.size += 1
         return completed
 
+    def add(self, leaf: bytes) -> None:
+        """Append a 32-byte leaf hash, unchecked and without reporting completed subtrees.
+
+        The verifier's hot path: the same merge as `append`, a million times a run.
+        """
+        hashes = self.hashes
+        index, acc = self.size, leaf
+        while index & 1:
+            acc = _sha256(b"\x01" + hashes.pop() + acc).digest()
+            index >>= 1
+        hashes.append(acc)
+        self.size += 1
+
     def root(self) -> bytes:
         """The tree root: the frontier folded right to left (EMPTY_ROOT for size 0)."""
         hashes = self.hashes

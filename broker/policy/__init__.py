@@ -3,6 +3,8 @@
 Nothing here imports web or database code; the service layer hands in plain values.
 """
 
+from broker.policy.evaluate import CompiledPolicy, CompiledRule, Explanation
+from broker.policy.lint import LintWarning, lint_pack
 from broker.policy.load import Pack, canonical_json, load_pack, load_pack_from_text
 from broker.policy.model import (
     ACCESS_LEVELS,
@@ -17,21 +19,29 @@ from broker.policy.model import (
     Transform,
     parse_transform,
 )
+from broker.policy.packtests import PackTestResult, run_pack_tests
 
 __all__ = [
     "ACCESS_LEVELS",
     "AttributeSpec",
     "Category",
+    "CompiledPolicy",
+    "CompiledRule",
+    "Explanation",
     "LegalBasis",
+    "LintWarning",
     "Organisation",
     "Pack",
     "PackModel",
     "PackTest",
+    "PackTestResult",
     "Purpose",
     "Rule",
     "Transform",
     "canonical_json",
+    "lint_pack",
     "load_pack",
     "load_pack_from_text",
     "parse_transform",
+    "run_pack_tests",
 ]

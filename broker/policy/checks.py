@@ -154,8 +154,8 @@ def _check_catalogue(ctx: _Context) -> Iterator[FieldProblem]:
                                origins.entry("legal_bases", basis_id), "allowed_recipients")
     for category_id, category in model.categories.items():
         where = origins.entry("categories", category_id)
-        yield from ctx.unknown(category.contributors, "organisation or group", where,
-                               "contributors")
+        # Contributors are organisations, not groups: intake checks `org in contributors`.
+        yield from ctx.unknown(category.contributors, "organisation", where, "contributors")
         yield from ctx.unknown(category.legal_bases, "legal basis", where, "legal_bases")
 
 

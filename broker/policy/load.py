@@ -55,7 +55,7 @@ class _UniqueKeyLoader(yaml.SafeLoader):
     def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
         seen: set[object] = set()
         for key_node, _ in node.value:
-            key = self.construct_object(key_node, deep=True)  # type: ignore[no-untyped-call]
+            key = self.construct_object(key_node, deep=True)
             if isinstance(key, list | dict):
                 raise yaml.constructor.ConstructorError(
                     None, None, "a mapping key must be a scalar", key_node.start_mark)
@@ -238,53 +238,71 @@ def _pydantic_problems(exc: ValidationError, file_name: str, entry: str,
             yield FieldProblem((file_name, entry), f"{sub}: {msg}" if sub else msg)
 
 
+def _validate_scalars(merged: _Merged, valid: dict[str, Any],
+                      problems: list[FieldProblem]) -> None:
+    for key in _SCALARS:
+        if key not in merged.data:
+            continue
+        where = (merged.origins.scalars[key], key)
+        value = merged.data[key]
+        if key == "pack":
+            ok = isinstance(value, str) and _is_ident(value)
+            message = "expected an identifier (lower-case words joined by hyphens)"
+        else:
+            ok = isinstance(value, str) and (key == "description" or bool(value))
+            message = "expected text (quote numbers such as version: \"2026.1\")"
+        if ok:
+            valid[key] = value
+        else:
+            problems.append(FieldProblem(where, message))
+
+
+def _validate_section(merged: _Merged, key: str, adapter: Any,
+                      problems: list[FieldProblem]) -> dict[str, Any]:
+    origins = merged.origins
+    entries: dict[str, Any] = {}
+    for entry_id, entry in merged.data.get(key, {}).items():
+        where_file = origins.entries[(key, str(entry_id))]
+        entry_name = f"{key}.{entry_id}"
+        if not (isinstance(entry_id, str) and _is_ident(entry_id)):
+            problems.append(FieldProblem((where_file, entry_name), "id must be lower-case "
+                                         "words joined by hyphens"))
+            origins.broken.setdefault(key, set()).add(str(entry_id))
+            continue
+        try:
+            entries[entry_id] = adapter.validate_python(entry)
+        except ValidationError as exc:
+            origins.broken.setdefault(key, set()).add(entry_id)
+            problems.extend(_pydantic_problems(exc, where_file, entry_name))
+    return entries
+
+
+def _validate_items(merged: _Merged, key: str, model: type[BaseModel],
+                    problems: list[FieldProblem]) -> list[Any]:
+    origins = merged.origins
+    items: list[Any] = []
+    for position, item in enumerate(merged.data.get(key, [])):
+        file_name, _ = origins.items[key][position]
+        label = origins.label(key, position, item)
+        try:
+            items.append(model.model_validate(item))
+        except ValidationError as exc:
+            problems.extend(_pydantic_problems(exc, file_name, label, entry_is_base=False))
+        else:
+            origins.valid_items.setdefault(key, []).append(position)
+    return items
+
+
 def _validate_entries(merged: _Merged, problems: list[FieldProblem]) -> dict[str, Any]:
     """Validate each entry on its own so one bad entry does not hide the others' problems."""
-    data, origins = merged.data, merged.origins
     valid: dict[str, Any] = {}
-    for key in _REQUIRED:
-        if key not in data:
-            problems.append(FieldProblem((PACK_WIDE, key), f"required section {key} is missing"))
-    for key in _SCALARS:
-        if key in data:
-            where = (origins.scalars[key], key)
-            value = data[key]
-            if key == "pack":
-                ok = isinstance(value, str) and _is_ident(value)
-                message = "expected an identifier (lower-case words joined by hyphens)"
-            else:
-                ok = isinstance(value, str) and (key == "description" or bool(value))
-                message = "expected text (quote numbers such as version: \"2026.1\")"
-            if ok:
-                valid[key] = value
-            else:
-                problems.append(FieldProblem(where, message))
+    problems.extend(FieldProblem((PACK_WIDE, key), f"required section {key} is missing")
+                    for key in _REQUIRED if key not in merged.data)
+    _validate_scalars(merged, valid, problems)
     for key, adapter in _MAP_SECTIONS.items():
-        valid[key] = {}
-        for entry_id, entry in data.get(key, {}).items():
-            where_file = origins.entries[(key, str(entry_id))]
-            entry_name = f"{key}.{entry_id}"
-            if not (isinstance(entry_id, str) and _is_ident(entry_id)):
-                problems.append(FieldProblem((where_file, entry_name), "id must be lower-case "
-                                             "words joined by hyphens"))
-                origins.broken.setdefault(key, set()).add(str(entry_id))
-                continue
-            try:
-                valid[key][entry_id] = adapter.validate_python(entry)
-            except ValidationError as exc:
-                origins.broken.setdefault(key, set()).add(entry_id)
-                problems.extend(_pydantic_problems(exc, where_file, entry_name))
+        valid[key] = _validate_section(merged, key, adapter, problems)
     for key, model in _LIST_SECTIONS.items():
-        valid[key] = []
-        for position, item in enumerate(data.get(key, [])):
-            file_name, _ = origins.items[key][position]
-            label = origins.label(key, position, item)
-            try:
-                valid[key].append(model.model_validate(item))
-            except ValidationError as exc:
-                problems.extend(_pydantic_problems(exc, file_name, label, entry_is_base=False))
-            else:
-                origins.valid_items.setdefault(key, []).append(position)
+        valid[key] = _validate_items(merged, key, model, problems)
     return valid
 
 

@@ -1,0 +1,112 @@
+"""FastAPI dependencies that turn a bearer token into a `Caller`, and role checks.
+
+The token is read from the `Authorization: Bearer` header only; a token in
+the query string or a cookie is never looked at (ASVS 14.2.1). Every request
+re-reads its client by primary key, so a revoked client or an organisation
+dropped from the live pack is refused on the next call.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Annotated, Final
+
+from fastapi import Depends, Request
+
+from broker.api.deps import RuntimeDep
+from broker.auth import clients, tokens
+from broker.errors import BadRequest, Forbidden, Unauthorized
+
+ACTING_USER_HEADER: Final = "x-acting-user"
+ACTING_USER_PATTERN: Final = r"^[A-Za-z0-9._@-]{1,64}$"
+_ACTING_USER = re.compile(ACTING_USER_PATTERN)
+
+
+@dataclass(frozen=True, slots=True)
+class Caller:
+    """The authenticated client of a request and the person acting through it."""
+
+    client_id: str
+    org: str
+    roles: frozenset[str]
+    kind: str  # "system" | "personal"
+    acting_user: str | None
+    token_id: str
+
+    def has_any(self, *roles: str) -> bool:
+        return not self.roles.isdisjoint(roles)
+
+
+def bearer_token(request: Request) -> str:
+    """The bearer token of the `Authorization` header; 401 when absent or not exactly one."""
+    values = request.headers.getlist("authorization")
+    if len(values) != 1:
+        raise Unauthorized("A bearer token is required.")
+    scheme, _, token = values[0].partition(" ")
+    if scheme.lower() != "bearer" or not token or " " in token.strip():
+        raise Unauthorized("A bearer token is required.")
+    return token.strip()
+
+
+def _acting_user(request: Request, status: clients.ClientStatus) -> str | None:
+    values = request.headers.getlist(ACTING_USER_HEADER)
+    if len(values) > 1:
+        raise BadRequest("Send X-Acting-User once.")
+    if values:
+        if not _ACTING_USER.match(values[0]):
+            raise BadRequest("X-Acting-User must be 1 to 64 characters of A-Z a-z 0-9 . _ @ -.")
+        return values[0]
+    return status.id if status.kind == "personal" else None
+
+
+def authenticated(request: Request, runtime: RuntimeDep) -> Caller:
+    """Any valid access token of an active client of a live organisation (else 401)."""
+    claims = tokens.verify_access_token(bearer_token(request), runtime.keys, runtime.settings)
+    status = clients.client_status(runtime.engine, claims.client_id)
+    if (
+        status is None
+        or status.revoked
+        or status.org != claims.org
+        or status.org not in runtime.policy.pack.organisations
+    ):
+        raise Unauthorized("The access token is not valid.")
+    return Caller(
+        client_id=status.id,
+        org=status.org,
+        # A token never grants more than the client holds now, nor more than it was issued with.
+        roles=status.roles & claims.roles,
+        kind=status.kind,
+        acting_user=_acting_user(request, status),
+        token_id=claims.token_id,
+    )
+
+
+CallerDep = Annotated[Caller, Depends(authenticated)]
+
+
+def require(*roles: str) -> Callable[[Caller], Caller]:
+    """A dependency: the caller, if it holds at least one of `roles` (else 403)."""
+    if not roles or not set(roles) <= clients.ROLES:
+        raise ValueError(f"require() needs roles among {sorted(clients.ROLES)}")
+
+    def dependency(caller: CallerDep) -> Caller:
+        if not caller.has_any(*roles):
+            raise Forbidden("This client does not hold a role this operation needs.")
+        return caller
+
+    return dependency
+
+
+def require_acting(*roles: str) -> Callable[[Caller], Caller]:
+    """Like `require`, and a system client must name the acting person (else 400)."""
+    check_roles = require(*roles)
+
+    def dependency(caller: CallerDep) -> Caller:
+        check_roles(caller)
+        if caller.acting_user is None:
+            raise BadRequest("System clients must name the acting person in X-Acting-User.")
+        return caller
+
+    return dependency

@@ -1,0 +1,454 @@
+"""The token attack suite (SECURITY.md rows 1-16): every forged token is refused, its fix passes.
+
+Each case is a pair: a bad token and the same token made valid. The valid
+twin must pass, so a refusal test cannot pass by refusing everything. The
+cases run against the token module directly (with an explicit `now`) and,
+once per database, through the HTTP API.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import json
+import logging
+import os
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pytest
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.hazmat.primitives.asymmetric.utils import decode_dss_signature
+from fastapi.testclient import TestClient
+
+from broker.auth import clients, tokens
+from broker.errors import InvalidClient, StartupError, Unauthorized
+from broker.keys import KeyRing, create_key_ring, load_key_ring, public_jwk, rotate_key
+from broker.runtime import Runtime
+from broker.settings import Settings
+from broker.startup import open_runtime
+
+REPO = Path(__file__).resolve().parents[2]
+CLIENT_ID = "cl_" + "a" * 24
+Signer = Callable[[bytes], bytes]
+Credentials = Callable[..., tuple[str, str]]
+
+
+# --- the token factory -----------------------------------------------------------------------
+
+def b64(data: bytes) -> str:
+    return base64.urlsafe_b64encode(data).rstrip(b"=").decode("ascii")
+
+
+def es256(private_key: ec.EllipticCurvePrivateKey) -> Signer:
+    def sign(message: bytes) -> bytes:
+        r, s = decode_dss_signature(private_key.sign(message, ec.ECDSA(hashes.SHA256())))
+        return r.to_bytes(32, "big") + s.to_bytes(32, "big")
+
+    return sign
+
+
+def hs256(secret: bytes) -> Signer:
+    return lambda message: hmac.new(secret, message, hashlib.sha256).digest()
+
+
+def forge(header: dict[str, Any] | str, claims: dict[str, Any] | str, sign: Signer) -> str:
+    """A compact JWS from any header and claims (given as dicts or raw JSON text)."""
+    raw_header = header if isinstance(header, str) else json.dumps(header)
+    raw_claims = claims if isinstance(claims, str) else json.dumps(claims)
+    signing_input = b64(raw_header.encode()) + "." + b64(raw_claims.encode())
+    return signing_input + "." + b64(sign(signing_input.encode()))
+
+
+DROP = object()
+
+
+@dataclass
+class Change:
+    """How one token differs from a valid access token: header, claims, or who signs it."""
+
+    header: dict[str, Any] = field(default_factory=dict)
+    claims: dict[str, Any] = field(default_factory=dict)
+    signer: str = "server"  # server | foreign | hs-pem | hs-der | hs-ssh | none
+    raw_header: str | None = None
+
+
+@dataclass
+class Forger:
+    """Builds access tokens for one client, valid unless a `Change` says otherwise."""
+
+    keys: KeyRing
+    settings: Settings
+    client_id: str = CLIENT_ID
+    org: str = "politie"
+    roles: tuple[str, ...] = ("requester",)
+    foreign: ec.EllipticCurvePrivateKey = field(
+        default_factory=lambda: ec.generate_private_key(ec.SECP256R1()))
+
+    def claims(self, now: int) -> dict[str, Any]:
+        return {
+            "iss": self.settings.issuer, "aud": self.settings.audience, "sub": self.client_id,
+            "org": self.org, "roles": list(self.roles), "iat": now, "exp": now + 600,
+            "jti": "at_test",
+        }
+
+    def signer(self, name: str) -> Signer:
+        public = self.keys.active_signing.public_key
+        encodings = {
+            "hs-pem": public.public_bytes(serialization.Encoding.PEM,
+                                          serialization.PublicFormat.SubjectPublicKeyInfo),
+            "hs-der": public.public_bytes(serialization.Encoding.DER,
+                                          serialization.PublicFormat.SubjectPublicKeyInfo),
+            "hs-ssh": public.public_bytes(serialization.Encoding.OpenSSH,
+                                          serialization.PublicFormat.OpenSSH),
+        }
+        if name in encodings:
+            return hs256(encodings[name])
+        if name == "none":
+            return lambda _message: b""
+        return es256(self.foreign if name == "foreign" else self.keys.active_signing.private_key)
+
+    def make(self, change: Change, now: int) -> str:
+        header: dict[str, Any] = {
+            "alg": "ES256", "typ": "at+jwt", "kid": self.keys.active_signing.kid}
+        claims = self.claims(now)
+        for target, updates in ((header, change.header), (claims, change.claims)):
+            for name, value in updates.items():
+                if value is DROP:
+                    target.pop(name, None)
+                else:
+                    target[name] = value
+        return forge(change.raw_header or header, claims, self.signer(change.signer))
+
+
+def cases(now: int, settings: Settings) -> list[tuple[str, Change, Change]]:
+    """(name, bad, the same made valid) for SECURITY.md rows 1-8."""
+    attacker = public_jwk("evil", ec.generate_private_key(ec.SECP256R1()).public_key())
+    ok = Change()
+    return [
+        # 1: alg none, in every spelling, with and without a signature segment.
+        ("alg-none", Change(header={"alg": "none"}, signer="none"), ok),
+        ("alg-None", Change(header={"alg": "None"}, signer="none"), ok),
+        ("alg-none-signed", Change(header={"alg": "none"}), ok),
+        ("alg-missing", Change(header={"alg": DROP}), ok),
+        # 2: HMAC keyed with the server's public key, as PEM, DER and OpenSSH.
+        ("hs256-pem", Change(header={"alg": "HS256"}, signer="hs-pem"), ok),
+        ("hs256-der", Change(header={"alg": "HS256"}, signer="hs-der"), ok),
+        ("hs256-ssh", Change(header={"alg": "HS256"}, signer="hs-ssh"), ok),
+        ("es256-header-hmac-body", Change(signer="hs-der"), ok),
+        ("es384", Change(header={"alg": "ES384"}), ok),
+        ("rs256", Change(header={"alg": "RS256"}), ok),
+        # 3: foreign key; unknown, odd or missing kid.
+        ("foreign-key", Change(signer="foreign"), ok),
+        ("unknown-kid", Change(header={"kid": "unknown"}), ok),
+        ("path-kid", Change(header={"kid": "../../x"}), ok),
+        ("url-kid", Change(header={"kid": "https://evil.example/k"}), ok),
+        ("no-kid", Change(header={"kid": DROP}), ok),
+        ("kid-not-string", Change(header={"kid": 1}), ok),
+        # 4: header parameters that point elsewhere or demand unknown processing.
+        ("jku", Change(header={"jku": "https://evil.example/jwks.json"}), ok),
+        ("x5u", Change(header={"x5u": "https://evil.example/cert.pem"}), ok),
+        ("jwk-embedded", Change(header={"jwk": attacker}, signer="foreign"), ok),
+        ("crit", Change(header={"crit": ["exp"]}), ok),
+        ("x5c", Change(header={"x5c": ["MIIB"]}), ok),
+        ("duplicate-alg", Change(raw_header=json.dumps({"alg": "none"})[:-1] +
+                                 ', "alg": "ES256", "typ": "at+jwt"}'), ok),
+        # 5: expired beyond the leeway.
+        ("expired", Change(claims={"iat": now - 900, "exp": now - 31}),
+         Change(claims={"iat": now - 600, "exp": now - 29})),
+        # 6: missing, mistyped, future and over-long claims.
+        ("no-exp", Change(claims={"exp": DROP}), ok),
+        ("no-iat", Change(claims={"iat": DROP}), ok),
+        ("no-aud", Change(claims={"aud": DROP}), ok),
+        ("no-iss", Change(claims={"iss": DROP}), ok),
+        ("no-sub", Change(claims={"sub": DROP}), ok),
+        ("no-jti", Change(claims={"jti": DROP}), ok),
+        ("exp-string", Change(claims={"exp": str(now + 600)}), Change(claims={"exp": now + 600})),
+        ("exp-float", Change(claims={"exp": now + 600.0}), Change(claims={"exp": now + 600})),
+        ("exp-bool", Change(claims={"exp": True}), Change(claims={"exp": now + 600})),
+        ("iat-string", Change(claims={"iat": str(now)}), Change(claims={"iat": now})),
+        ("nbf-string", Change(claims={"nbf": str(now)}), Change(claims={"nbf": now})),
+        ("iat-list", Change(claims={"iat": [now]}), Change(claims={"iat": now})),
+        ("future-iat", Change(claims={"iat": now + 60, "exp": now + 600}),
+         Change(claims={"iat": now + 20, "exp": now + 600})),
+        ("future-nbf", Change(claims={"nbf": now + 60}), Change(claims={"nbf": now + 20})),
+        ("lifetime-901", Change(claims={"exp": now + 901}), Change(claims={"exp": now + 900})),
+        ("lifetime-year", Change(claims={"exp": now + 365 * 86400}), ok),
+        ("exp-before-iat", Change(claims={"iat": now, "exp": now - 1}),
+         Change(claims={"iat": now - 100, "exp": now + 500})),
+        ("roles-string", Change(claims={"roles": "admin"}), Change(claims={"roles": ["requester"]})),
+        ("sub-number", Change(claims={"sub": 42}), ok),
+        # 7: wrong audience or issuer.
+        ("wrong-aud", Change(claims={"aud": "other"}), ok),
+        ("aud-list", Change(claims={"aud": [settings.audience, "other"]}), ok),
+        ("wrong-iss", Change(claims={"iss": "https://evil.example"}), ok),
+        ("iss-prefix", Change(claims={"iss": settings.issuer + ".evil"}), ok),
+        # 8: a client assertion or ID token is not an access token.
+        ("typ-jwt", Change(header={"typ": "JWT"}), ok),
+        ("typ-missing", Change(header={"typ": DROP}), ok),
+        ("typ-id-token", Change(header={"typ": "id_token+jwt"}), ok),
+        ("assertion-shaped", Change(header={"typ": "JWT"}, claims={
+            "aud": settings.token_url, "iss": CLIENT_ID}), ok),
+    ]
+
+
+CASE_NAMES = [name for name, _bad, _good in cases(0, Settings())]
+
+
+@pytest.fixture
+def token_settings(key_dir: Path) -> Settings:
+    return Settings(key_dir=key_dir)
+
+
+@pytest.fixture
+def forger(keys: KeyRing, token_settings: Settings) -> Forger:
+    return Forger(keys, token_settings)
+
+
+def verify(token: str, forger: Forger, now: int) -> tokens.AccessClaims:
+    return tokens.verify_access_token(token, forger.keys, forger.settings, now=now)
+
+
+# --- rows 1-8 against the token module -------------------------------------------------------
+
+@pytest.mark.parametrize("name", CASE_NAMES)
+def test_forged_token_is_refused_and_its_valid_twin_passes(forger: Forger, name: str) -> None:
+    now = int(time.time())
+    _name, bad, good = next(c for c in cases(now, forger.settings) if c[0] == name)
+    assert verify(forger.make(good, now), forger, now).client_id == CLIENT_ID
+    with pytest.raises(Unauthorized) as refused:
+        verify(forger.make(bad, now), forger, now)
+    assert refused.value.status == 401
+    assert refused.value.headers == {"WWW-Authenticate": "Bearer"}
+
+
+def test_issued_token_round_trips(forger: Forger) -> None:
+    issued = tokens.issue_access_token(
+        forger.keys, forger.settings, client_id=CLIENT_ID, org="politie",
+        roles=frozenset({"requester", "contributor"}))
+    claims = verify(issued.token, forger, int(time.time()))
+    assert (claims.client_id, claims.org, claims.roles, claims.token_id) == (
+        CLIENT_ID, "politie", frozenset({"requester", "contributor"}), issued.token_id)
+    assert claims.expires_at - claims.issued_at == issued.expires_in == 600
+    header = json.loads(base64.urlsafe_b64decode(issued.token.split(".")[0] + "=="))
+    assert header == {"alg": "ES256", "typ": "at+jwt", "kid": forger.keys.active_signing.kid}
+
+
+@pytest.mark.parametrize(("offset", "valid"), [(-1, True), (0, False), (1, False)])
+def test_expiry_around_the_leeway(forger: Forger, offset: int, valid: bool) -> None:
+    """Row 5: accepted up to `leeway` seconds after `exp`, refused from then on."""
+    issued_at = int(time.time())
+    token = forger.make(Change(), issued_at)
+    exp = issued_at + 600
+    now = exp + forger.settings.token_leeway_seconds + offset
+    if valid:
+        assert verify(token, forger, now).expires_at == exp
+    else:
+        with pytest.raises(Unauthorized):
+            verify(token, forger, now)
+
+
+@pytest.mark.parametrize(("offset", "valid"), [(-1, True), (0, True), (1, False)])
+def test_issued_in_the_future_around_the_leeway(forger: Forger, offset: int, valid: bool) -> None:
+    """Row 6: `iat` (and `nbf`) may run ahead of our clock by the leeway, not more."""
+    now = int(time.time())
+    ahead = now + forger.settings.token_leeway_seconds + offset
+    for change in (Change(claims={"iat": ahead, "exp": ahead + 600}),
+                   Change(claims={"nbf": ahead})):
+        token = forger.make(change, now)
+        if valid:
+            assert verify(token, forger, now).client_id == CLIENT_ID
+        else:
+            with pytest.raises(Unauthorized):
+                verify(token, forger, now)
+
+
+def test_leeway_is_at_most_thirty_seconds() -> None:
+    with pytest.raises(ValueError, match="less than or equal to 30"):
+        Settings(token_leeway_seconds=31)
+
+
+@dataclass
+class SideEffects:
+    """Files opened, sockets connected, URLs built, databases opened by this thread."""
+
+    events: list[str] = field(default_factory=list)
+    active: bool = False
+    thread: int = 0
+
+
+_WATCHED = ("open", "socket.", "urllib.", "http.", "sqlite3.", "subprocess.", "os.")
+_side_effects = SideEffects()
+
+
+def _audit_hook(event: str, _args: tuple[Any, ...]) -> None:
+    watch = _side_effects
+    if watch.active and threading.get_ident() == watch.thread and event.startswith(_WATCHED):
+        watch.events.append(event)
+
+
+sys.addaudithook(_audit_hook)
+
+
+@pytest.fixture
+def side_effects() -> Iterator[SideEffects]:
+    """Records, through Python's audit hooks, any I/O the code under test starts."""
+    _side_effects.events.clear()
+    _side_effects.thread = threading.get_ident()
+    _side_effects.active = True
+    try:
+        yield _side_effects
+    finally:
+        _side_effects.active = False
+
+
+@pytest.mark.parametrize("name", ["unknown-kid", "path-kid", "url-kid", "jku", "x5u",
+                                  "jwk-embedded", "crit", "foreign-key"])
+def test_kid_and_key_urls_cause_no_lookup(
+    forger: Forger, name: str, side_effects: SideEffects
+) -> None:
+    """Rows 3-4: the key comes from memory only; no file, socket, URL or database is touched."""
+    now = int(time.time())
+    _name, bad, good = next(c for c in cases(now, forger.settings) if c[0] == name)
+    bad_token, good_token = forger.make(bad, now), forger.make(good, now)
+    verify(good_token, forger, now)  # warm: the key objects are built once per ring
+    side_effects.events.clear()
+    with pytest.raises(Unauthorized):
+        verify(bad_token, forger, now)
+    assert verify(good_token, forger, now).client_id == CLIENT_ID
+    assert side_effects.events == []
+
+
+def _jose_calls(action: Callable[[], object]) -> list[str]:
+    """Names of python-jose functions entered while `action` runs (a profiler, not a mock)."""
+    entered: list[str] = []
+    marker = os.sep + "jose" + os.sep
+
+    def profile(frame: Any, event: str, _arg: Any) -> None:
+        if event == "call" and marker in frame.f_code.co_filename:
+            entered.append(f"{Path(frame.f_code.co_filename).name}:{frame.f_code.co_name}")
+
+    sys.setprofile(profile)
+    try:
+        action()
+    except Unauthorized:
+        pass
+    finally:
+        sys.setprofile(None)
+    return entered
+
+
+JWE = ("eyJhbGciOiJSU0EtT0FFUC0yNTYiLCJlbmMiOiJBMjU2R0NNIn0"
+       ".OKOawDo13gRp2ojaHV7LFpZcgV7T6DVZKTyKOMTYUmKoTCVJRgckCL9kiMT03JGe"
+       ".48V1_ALb6US04U3b.5eym8TW_c8SuK0ltJ3rpYIzOeDQz7TALvtu6UG9oMo4vpzs9tX_EFShS8iB7j6ji"
+       ".XFBoMYUZodetZdvTiFvSkQ")
+
+
+def test_five_part_jwe_is_refused_fast_and_never_parsed(forger: Forger) -> None:
+    """Row 12: a JWE never reaches python-jose (let alone its JWE code), and costs microseconds."""
+    now = int(time.time())
+    assert _jose_calls(lambda: verify(JWE, forger, now)) == []
+    with pytest.raises(Unauthorized):
+        verify(JWE, forger, now)
+    started = time.perf_counter()
+    for _ in range(1000):
+        with pytest.raises(Unauthorized):
+            verify(JWE, forger, now)
+    assert (time.perf_counter() - started) / 1000 < 0.001
+    # The valid twin does go through python-jose's JWS code, and never its JWE code.
+    good = _jose_calls(lambda: verify(forger.make(Change(), now), forger, now))
+    assert any(name.startswith("jwt.py:decode") for name in good)
+    assert not any(name.startswith("jwe.py") for name in good)
+
+
+@pytest.mark.parametrize("token", [
+    "", ".", "..", "a.b", "a.b.c.d", "a..c", "a.b.c.d.e", "ü.b.c", "a.b.c ", "a" * 5000,
+    "eyJhbGciOiJFUzI1NiJ9.e30.", "e30.e30.e30", "bnVsbA.e30.e30", "W10.e30.e30",
+])
+def test_malformed_token_is_401(forger: Forger, token: str) -> None:
+    with pytest.raises(Unauthorized):
+        verify(token, forger, int(time.time()))
+
+
+def test_verification_cost_is_within_budget(forger: Forger) -> None:
+    """DESIGN.md budgets 80 µs per token check; allow slack for a busy CI machine."""
+    now = int(time.time())
+    token = forger.make(Change(), now)
+    verify(token, forger, now)
+    timings = []
+    for _ in range(300):
+        started = time.perf_counter()
+        verify(token, forger, now)
+        timings.append(time.perf_counter() - started)
+    timings.sort()
+    assert timings[len(timings) // 2] < 0.0004
+
+
+# --- row 14: key rotation --------------------------------------------------------------------
+
+def test_rotation_keeps_the_previous_key_and_retires_the_one_before(key_dir: Path) -> None:
+    settings = Settings(key_dir=key_dir)
+    now = int(time.time())
+    first = load_key_ring(key_dir)
+    token_v1 = tokens.issue_access_token(first, settings, client_id=CLIENT_ID, org="politie",
+                                         roles=frozenset({"requester"}), now=now).token
+    rotate_key(key_dir, "signing")
+    second = load_key_ring(key_dir)
+    token_v2 = tokens.issue_access_token(second, settings, client_id=CLIENT_ID, org="politie",
+                                         roles=frozenset({"requester"}), now=now).token
+    # Overlap: both the new and the old key verify.
+    for token in (token_v1, token_v2):
+        assert tokens.verify_access_token(token, second, settings, now=now).client_id == CLIENT_ID
+    rotate_key(key_dir, "signing")
+    third = load_key_ring(key_dir)
+    assert tokens.verify_access_token(token_v2, third, settings, now=now).client_id == CLIENT_ID
+    with pytest.raises(Unauthorized):
+        tokens.verify_access_token(token_v1, third, settings, now=now)
+
+
+# --- row 16: no start without a sound key ring -----------------------------------------------
+
+@pytest.mark.parametrize("damage", ["missing-ring", "empty-key", "short-key", "no-signing-key",
+                                    "exposed-key"])
+def test_damaged_key_ring_refuses_to_start(sqlite_url: str, tmp_path: Path, damage: str) -> None:
+    key_dir = tmp_path / "ring"
+    create_key_ring(key_dir)
+    settings = Settings(database_url=sqlite_url, key_dir=key_dir,
+                        policy_dir=REPO / "policies" / "ondermijning")
+    open_runtime(settings).close()  # the sound ring starts
+    if damage == "missing-ring":
+        settings = Settings(database_url=sqlite_url, key_dir=tmp_path / "absent",
+                            policy_dir=settings.policy_dir)
+    elif damage == "empty-key":
+        (key_dir / "audit_tag.v1.key").write_bytes(b"")
+    elif damage == "short-key":
+        (key_dir / "pseudonym.v1.key").write_bytes(base64.b64encode(b"k" * 16))
+    elif damage == "no-signing-key":
+        (key_dir / "signing.v1.pem").unlink()
+    else:
+        (key_dir / "master.v1.key").chmod(0o644)
+    with pytest.raises(StartupError):
+        open_runtime(settings)
+
+
+def test_command_line_refuses_to_start_without_a_key_ring(sqlite_url: str, tmp_path: Path) -> None:
+    env = {**os.environ, "BROKER_DATABASE_URL": sqlite_url,
+           "BROKER_KEY_DIR": str(tmp_path / "absent"),
+           "BROKER_POLICY_DIR": str(REPO / "policies" / "ondermijning")}
+    done = subprocess.run(
+        [sys.executable, "-c", "import sys; from broker.cli import main; sys.exit(main())",
+         "clients", "create", "--org", "politie", "--name", "x", "--roles", "requester"],
+        capture_output=True, text=True, env=env, cwd=tmp_path, timeout=60, check=False,
+    )
+    assert done.returncode == 1
+    assert "key directory" in done.stderr
+    assert "client_secret" not in done.stdout
