@@ -10,7 +10,9 @@ from __future__ import annotations
 import base64
 import hashlib
 import hmac
+from collections.abc import Set
 from dataclasses import dataclass
+from typing import Protocol
 
 from broker.keys import KeyRing
 
@@ -55,3 +57,22 @@ def client_actor(
 def system_actor(what: str) -> Actor:
     """The broker itself or its administrator's command line (`what` says which)."""
     return Actor(client=None, org=None, roles=(), acting_user_tag=None, label=f"system:{what}")
+
+
+class Principal(Protocol):
+    """What an authenticated caller tells about itself."""
+
+    @property
+    def client_id(self) -> str: ...
+    @property
+    def org(self) -> str: ...
+    @property
+    def roles(self) -> Set[str]: ...
+    @property
+    def acting_user(self) -> str | None: ...
+
+
+def actor_of(keys: KeyRing, caller: Principal) -> Actor:
+    """The actor of a request made by an authenticated caller."""
+    return client_actor(keys, client_id=caller.client_id, org=caller.org,
+                        roles=tuple(caller.roles), acting_user=caller.acting_user)

@@ -6,6 +6,8 @@ Each pack's canonical text is stored once by hash; every activation is a
 
 from __future__ import annotations
 
+import logging
+import threading
 from pathlib import Path
 
 from sqlalchemy import Connection, select
@@ -17,6 +19,8 @@ from broker.models import PolicyLoad, PolicyVersion
 from broker.policy.evaluate import CompiledPolicy
 from broker.policy.load import Pack, load_pack, load_pack_from_text
 from broker.runtime import LivePolicy, Runtime
+
+_log = logging.getLogger("broker.policy")
 from broker.actors import Actor, system_actor
 
 
@@ -107,3 +111,41 @@ def ensure_recorded(runtime: Runtime) -> None:
             runtime.audit, runtime.policy.pack, actor=system_actor("startup"), request_id=None,
             previous=previous,
         )
+
+
+def follow_once(runtime: Runtime) -> bool:
+    """Switch to the newest pack recorded in the database, if it is not the live one."""
+    with runtime.engine.connect() as conn:
+        newest = last_loaded_hash(conn)
+        if newest is None or newest == runtime.policy.pack.hash:
+            return False
+        pack = stored_pack(conn, newest)
+    if pack is None:
+        return False
+    runtime.policy = live(pack)
+    return True
+
+
+class PackFollower:
+    """Keeps every broker process on the newest recorded pack (a reload reaches one process)."""
+
+    def __init__(self, runtime: Runtime, interval: float) -> None:
+        self._runtime = runtime
+        self._interval = interval
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="pack-follower", daemon=True)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread.is_alive():
+            self._thread.join(timeout=5)
+
+    def _run(self) -> None:
+        while not self._stop.wait(self._interval):
+            try:
+                follow_once(self._runtime)
+            except Exception:  # a database hiccup must not end the follower
+                _log.warning("could not check for a newer policy pack")

@@ -7,6 +7,7 @@ single assignment, so a request that took a snapshot finishes on it.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 
@@ -36,7 +37,10 @@ class Runtime:
     policy: LivePolicy
     audit: AuditLog
     started_at: datetime = field(default_factory=datetime.now)
+    closers: list[Callable[[], None]] = field(default_factory=list)
 
     def close(self) -> None:
+        for closer in reversed(self.closers):
+            closer()
         self.audit.close()
         self.engine.dispose()

@@ -33,6 +33,8 @@ class Settings(BaseSettings):
     checkpoint_every_entries: int = Field(default=1000, ge=1)
     checkpoint_every_seconds: float = Field(default=60.0, gt=0)
 
+    policy_follow_seconds: float = Field(default=2.0, gt=0)
+
     sqlite_busy_timeout_ms: int = Field(default=10_000, ge=0)
     db_pool_size: int = Field(default=20, ge=1)
     thread_limit: int = Field(default=40, ge=1)

@@ -385,3 +385,40 @@ def erase_signal(
                    "legal_basis": row.legal_basis}],
     }
     runtime.audit.record(draft, work=work)
+
+
+def run_retention(runtime: Runtime, actor: Actor, *, now: datetime | None = None) -> int:
+    """Shred every signal past its retention date, with one `retention_run` entry; the count."""
+    moment = now or utcnow()
+    with runtime.engine.connect() as conn:
+        rows = conn.execute(
+            select(SIGNAL.c.id, SIGNAL.c.category, SIGNAL.c.legal_basis, SIGNAL.c.source).where(
+                SIGNAL.c.retention_until < moment, SIGNAL.c.erased_at.is_(None)
+            )
+        ).all()
+    ids = [row.id for row in rows]
+
+    def work(conn: Connection) -> None:
+        if ids:
+            conn.execute(
+                update(SIGNAL)
+                .where(SIGNAL.c.id.in_(ids), SIGNAL.c.erased_at.is_(None))
+                .values(wrapped_key=None, ciphertext=None, erased_at=utcnow())
+            )
+            conn.execute(delete(INDEX).where(INDEX.c.signal_id.in_(ids)))
+
+    draft = {
+        "action": "retention_run",
+        "outcome": "granted",
+        "reason": "retention_expired",
+        "actor": actor.as_entry(),
+        "request_id": None,
+        "items": [
+            {"signal_id": r.id, "category": r.category, "source": r.source,
+             "legal_basis": r.legal_basis}
+            for r in rows
+        ],
+        "objects": {"erased": len(ids)},
+    }
+    runtime.audit.record(draft, work=work)
+    return len(ids)

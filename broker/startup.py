@@ -44,4 +44,7 @@ def open_runtime(settings: Settings) -> Runtime:
     except BaseException:
         engine.dispose()
         raise
+    follower = packs.PackFollower(runtime, settings.policy_follow_seconds)
+    follower.start()
+    runtime.closers.append(follower.stop)
     return runtime

@@ -177,6 +177,12 @@ def _age(birthdate: date, today: date) -> int:
 
 def _band(value: float, width: int) -> dict[str, int | float]:
     k = math.floor(value / width)
+    # The float division can round across a boundary (a tiny negative value / width is -0.0);
+    # step k so that the band really contains the value.
+    if k * width > value:
+        k -= 1
+    elif (k + 1) * width <= value:
+        k += 1
     return {"gte": k * width, "lt": (k + 1) * width}
 
 

@@ -9,7 +9,7 @@ from fastapi import APIRouter, Depends, Header, Path, Query, Response
 from fastapi.responses import JSONResponse
 
 from broker import idempotency, signals
-from broker.actors import client_actor
+from broker.actors import actor_of
 from broker.api.deps import RequestIdDep, RuntimeDep
 from broker.api.routing import StrictJSONRoute
 from broker.auth.deps import Caller, require_acting
@@ -40,10 +40,7 @@ def _create(
         earlier = idempotency.replay(runtime.engine, runtime.keys, request)
         if earlier:
             return JSONResponse(earlier.body, status_code=earlier.status_code)
-    actor = client_actor(
-        runtime.keys, client_id=caller.client_id, org=caller.org, roles=caller.roles,
-        acting_user=caller.acting_user,
-    )
+    actor = actor_of(runtime.keys, caller)
 
     def remember(answers: list[dict[str, Any]]) -> Any:
         return idempotency.remember(runtime.keys, request, 201, wrap(answers)) if request else None
@@ -114,9 +111,6 @@ def retract_signal(
     signal_id: SignalId, runtime: RuntimeDep, caller: Contributor, request_id: RequestIdDep
 ) -> Response:
     """Retract a signal: its data key is destroyed at once (crypto-shredding)."""
-    actor = client_actor(
-        runtime.keys, client_id=caller.client_id, org=caller.org, roles=caller.roles,
-        acting_user=caller.acting_user,
-    )
+    actor = actor_of(runtime.keys, caller)
     signals.erase_signal(runtime, actor, caller.org, signal_id, request_id=request_id)
     return Response(status_code=204)

@@ -17,6 +17,7 @@ import hashlib
 import hmac
 import json
 import re
+from _json import encode_basestring, make_encoder
 from collections.abc import Callable
 from datetime import UTC, date, datetime
 from typing import Annotated, Any, Final, Literal, cast
@@ -188,9 +189,17 @@ _DECODER = json.JSONDecoder(
 # The decoder's C scanner, called directly: json.loads adds encoding sniffing and a
 # whitespace pass per call that canonical bytes never need.
 _scan = cast(Callable[[str, int], tuple[Any, int]], vars(_DECODER)["scan_once"])
-_encode_sorted = json.JSONEncoder(
-    ensure_ascii=False, separators=(",", ":"), sort_keys=True, allow_nan=False
-).encode
+
+
+def _not_json(value: object) -> Any:
+    raise TypeError(f"{type(value).__name__} is not JSON")
+
+
+# The C encoder, built once with compact separators, sorted keys and no circularity
+# bookkeeping (parsed JSON has no cycles); json.dumps would rebuild it on every call.
+_encode_sorted = make_encoder(
+    None, _not_json, encode_basestring, None, ":", ",", True, False, False
+)
 
 
 def parse_json(data: bytes) -> Any:
@@ -260,11 +269,15 @@ def parse_canonical(data: bytes) -> Any:
     differ and fail either way); anything else goes through `canonical_json`.
     """
     try:
-        value = parse_json(data)
-        again = _encode_sorted(value).encode("utf-8") if data.isascii() else canonical_json(value)
-    except (ValueError, RecursionError) as exc:  # UnicodeDecodeError and EntryInvalid too
+        text = data.decode("utf-8")
+        value, end = _scan(text, 0)
+        if data.isascii():
+            same = end == len(text) and "".join(_encode_sorted(value, 0)) == text
+        else:
+            same = canonical_json(value) == data
+    except (ValueError, RecursionError, StopIteration) as exc:  # EntryInvalid too
         raise EntryInvalid(f"not canonical JSON: {exc}") from None
-    if again != data:
+    if not same:
         raise EntryInvalid("not in RFC 8785 canonical form")
     return value
 

@@ -33,6 +33,7 @@ from broker.audit.entry import Entry, canonical_json, format_time, subject_tag
 from broker.audit.signer import CheckpointSigner
 from broker.audit.tables import (
     ADVISORY_LOCK_KEY,
+    TreeDamaged,
     audit_entry,
     audit_entry_org,
     audit_node,
@@ -40,6 +41,7 @@ from broker.audit.tables import (
     audit_subject_entry,
     chunks,
     frontier,
+    read_nodes,
     tree_tail,
 )
 from broker.clock import utcnow
@@ -53,6 +55,8 @@ _log = logging.getLogger("broker.audit")
 APPENDER_FILLS = frozenset({"v", "origin", "id", "seq", "time"})
 SUBJECT_KEY_BYTES = 32
 DEFAULT_BATCH_CAP = 1000
+FOREIGN_CHECK_LIMIT = 10_000
+"""Rows appended by another process that the appender re-checks before trusting them."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -212,6 +216,32 @@ def _build(
     )
 
 
+def extend_checked(
+    conn: Connection, cached: merkle.CompactRange, size: int
+) -> merkle.CompactRange:
+    """Extend our frontier by the rows another appender wrote since, checking each leaf
+    hash and the nodes it stored: a row slipped in behind the appenders' backs (wrong
+    leaf hash, no nodes) is refused instead of being built into every later root."""
+    rows = conn.execute(
+        select(audit_entry.c.seq, audit_entry.c.bytes, audit_entry.c.leaf_hash)
+        .where(audit_entry.c.seq >= cached.size, audit_entry.c.seq < size)
+        .order_by(audit_entry.c.seq)
+    ).all()
+    tree = cached.copy()
+    completed: list[tuple[int, int, bytes]] = []
+    for seq, data, leaf in rows:
+        if int(seq) != tree.size or merkle.leaf_hash(bytes(data)) != bytes(leaf):
+            raise TreeDamaged(f"entry {tree.size} was not written by an appender")
+        completed.extend(tree.append(bytes(leaf)))
+    if tree.size != size:
+        raise TreeDamaged(f"entry {tree.size} is missing")
+    stored = read_nodes(conn, [(level, index) for level, index, _ in completed])
+    for (level, index, computed), found in zip(completed, stored, strict=True):
+        if computed != found:
+            raise TreeDamaged(f"tree node ({level}, {index}) does not match the entries")
+    return tree
+
+
 # --- The appender ---
 
 
@@ -250,6 +280,7 @@ class AuditLog:
         self._thread: threading.Thread | None = None
         self._closed = False
         self._last_failed = False
+        self.damaged: str | None = None
         self._signed_size: int | None = None
         self._last_signed_at = time.monotonic()
         self.signer_problem: str | None = None
@@ -278,9 +309,11 @@ class AuditLog:
 
     @property
     def healthy(self) -> bool:
-        """False once closed, when the thread died, or after a failed append while the
-        database does not answer."""
+        """False once closed, when the thread died, when the stored tree is damaged, or
+        after a failed append while the database does not answer."""
         if self._closed or (self._thread is not None and not self._thread.is_alive()):
+            return False
+        if self.damaged is not None:
             return False
         return not self._last_failed or ping(self._engine)
 
@@ -371,6 +404,7 @@ class AuditLog:
             except Exception as exc:  # noqa: BLE001 - fail closed, whatever went wrong
                 self._cache = None
                 self._last_failed = True
+                self.damaged = str(exc) if isinstance(exc, TreeDamaged) else None
                 _log.error(
                     "audit append failed; the batch is refused",
                     extra={"error_type": type(exc).__name__, "batch": len(units)},
@@ -382,15 +416,22 @@ class AuditLog:
                 return
             self._cache, self._cache_tail = tree, tail
             self._last_failed = False
+            self.damaged = None
         for unit in units:
             unit.done.release()
 
     def _tree(self, conn: Connection) -> tuple[merkle.CompactRange, bytes | None]:
-        """The frontier at the stored size: the cached one if the stored tail is ours."""
+        """The frontier at the stored size: the cached one if the stored tail is ours, the
+        cached one extended by rows another appender wrote (checked on the way), or one
+        rebuilt from stored nodes."""
         size, tail = tree_tail(conn)
         cached = self._cache
-        if cached is not None and cached.size == size and self._cache_tail == tail:
+        if cached is None:
+            return frontier(conn, size), tail
+        if cached.size == size and self._cache_tail == tail:
             return cached.copy(), tail
+        if cached.size < size <= cached.size + FOREIGN_CHECK_LIMIT:
+            return extend_checked(conn, cached, size), tail
         return frontier(conn, size), tail
 
     def _write(self, units: list[_Unit]) -> tuple[merkle.CompactRange, bytes | None]:

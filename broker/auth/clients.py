@@ -117,7 +117,7 @@ def parse_public_jwk(jwk: Mapping[str, Any]) -> tuple[ec.EllipticCurvePublicKey,
 
 
 def _problem(field: str, msg: str) -> ValidationFailed:
-    return ValidationFailed("The client is not valid; see `errors`.",
+    return ValidationFailed("The client is not valid.",
                             errors=[FieldProblem(("body", field), msg)])
 
 

@@ -9,9 +9,9 @@ dropped from the live pack is refused on the next call.
 from __future__ import annotations
 
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
-from typing import Annotated, Final
+from typing import Annotated, Any, Final
 
 from fastapi import Depends, Request
 
@@ -86,25 +86,38 @@ def authenticated(request: Request, runtime: RuntimeDep) -> Caller:
 CallerDep = Annotated[Caller, Depends(authenticated)]
 
 
-def require(*roles: str) -> Callable[[Caller], Caller]:
-    """A dependency: the caller, if it holds at least one of `roles` (else 403)."""
+def _check_roles(roles: tuple[str, ...]) -> frozenset[str]:
     if not roles or not set(roles) <= clients.ROLES:
         raise ValueError(f"require() needs roles among {sorted(clients.ROLES)}")
+    return frozenset(roles)
 
-    def dependency(caller: CallerDep) -> Caller:
-        if not caller.has_any(*roles):
-            raise Forbidden("This client does not hold a role this operation needs.")
+
+def _forbid_unless(caller: Caller, allowed: frozenset[str]) -> None:
+    if caller.roles.isdisjoint(allowed):
+        raise Forbidden("This client does not hold a role this operation needs.")
+
+
+# The role checks below are `async def` on purpose: they do no I/O, and FastAPI would
+# otherwise send each through the thread pool. `authenticated` stays sync (it reads
+# the database).
+
+def require(*roles: str) -> Callable[[Caller], Coroutine[Any, Any, Caller]]:
+    """A dependency: the caller, if it holds at least one of `roles` (else 403)."""
+    allowed = _check_roles(roles)
+
+    async def dependency(caller: CallerDep) -> Caller:
+        _forbid_unless(caller, allowed)
         return caller
 
     return dependency
 
 
-def require_acting(*roles: str) -> Callable[[Caller], Caller]:
+def require_acting(*roles: str) -> Callable[[Caller], Coroutine[Any, Any, Caller]]:
     """Like `require`, and a system client must name the acting person (else 400)."""
-    check_roles = require(*roles)
+    allowed = _check_roles(roles)
 
-    def dependency(caller: CallerDep) -> Caller:
-        check_roles(caller)
+    async def dependency(caller: CallerDep) -> Caller:
+        _forbid_unless(caller, allowed)
         if caller.acting_user is None:
             raise BadRequest("System clients must name the acting person in X-Acting-User.")
         return caller

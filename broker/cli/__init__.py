@@ -11,7 +11,7 @@ from broker.errors import BrokerError, StartupError
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from broker.cli import audit, clients, demo, keys, policy, serve
+    from broker.cli import audit, clients, demo, keys, policy, retention, serve
 
     parser = argparse.ArgumentParser(
         prog="broker",
@@ -24,6 +24,7 @@ def build_parser() -> argparse.ArgumentParser:
     policy.register(sub)
     audit.register(sub)
     keys.register(sub)
+    retention.register(sub)
     demo.register(sub)
     return parser
 

@@ -10,6 +10,7 @@ from typing import Any
 
 from broker.actors import system_actor
 from broker.auth import clients
+from broker.models import Client
 from broker.settings import get_settings
 from broker.startup import open_runtime
 
@@ -46,6 +47,11 @@ def _read_jwk(path: Path) -> dict[str, Any] | None:
     return value
 
 
+def _as_json(client: Client) -> dict[str, Any]:
+    described = clients.describe(client)
+    return {"client_id": described.pop("id"), **described}
+
+
 def run_create(args: argparse.Namespace) -> int:
     roles = [role.strip() for role in args.roles.split(",") if role.strip()]
     jwk = None
@@ -62,7 +68,7 @@ def run_create(args: argparse.Namespace) -> int:
     finally:
         runtime.close()
     if args.json:
-        print(json.dumps({**clients.describe(client), "client_secret": secret}))
+        print(json.dumps({**_as_json(client), "client_secret": secret}))
         return 0
     print(f"client_id:     {client.id}")
     if secret is not None:
@@ -78,7 +84,7 @@ def run_revoke(args: argparse.Namespace) -> int:
     finally:
         runtime.close()
     if args.json:
-        print(json.dumps(clients.describe(client)))
+        print(json.dumps(_as_json(client)))
     else:
         print(f"client {client.id} revoked; its tokens stop working on their next request")
     return 0

@@ -5,8 +5,11 @@ from __future__ import annotations
 import argparse
 import json
 
-from broker.keys import ROTATABLE, rotate_key
+from broker import rotation
+from broker.actors import system_actor
+from broker.keys import ROTATABLE
 from broker.settings import get_settings
+from broker.startup import open_runtime
 
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -19,10 +22,13 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
 
 
 def run_rotate(args: argparse.Namespace) -> int:
-    settings = get_settings()
-    version = rotate_key(settings.key_dir, args.name)
+    runtime = open_runtime(get_settings())
+    try:
+        version = rotation.rotate(runtime, args.name, actor=system_actor("cli"), request_id=None)
+    finally:
+        runtime.close()
     if args.json:
         print(json.dumps({"key": args.name, "version": version}))
     else:
-        print(f"key {args.name}: version {version} is now active; restart the broker to use it")
+        print(f"key {args.name}: version {version} is now active; running brokers use it after a restart")
     return 0

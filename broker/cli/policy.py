@@ -155,3 +155,27 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
                            default=os.environ.get("BROKER_POLICY_DIR", DEFAULT_PACK_DIR))
     p_explain.add_argument("--json", action="store_true")
     p_explain.set_defaults(func=explain)
+
+    p_load = sub.add_parser("load", help="make DIR the live pack (refused if it does not check)")
+    p_load.add_argument("dir", metavar="DIR")
+    p_load.add_argument("--json", action="store_true")
+    p_load.set_defaults(func=load)
+
+
+def load(args: argparse.Namespace) -> int:
+    """Record DIR's pack as the live one (audited); running brokers follow within seconds."""
+    from broker import packs
+    from broker.actors import system_actor
+    from broker.settings import get_settings
+    from broker.startup import open_runtime
+
+    runtime = open_runtime(get_settings())
+    try:
+        new, previous = packs.reload_from_dir(runtime, Path(args.dir), actor=system_actor("cli"))
+    finally:
+        runtime.close()
+    if args.json:
+        print(json.dumps({"hash": new, "previous_hash": previous}))
+    else:
+        print(f"live pack: {new} (was {previous})")
+    return 0

@@ -55,8 +55,10 @@ class _UniqueKeyLoader(yaml.SafeLoader):
     def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
         seen: set[object] = set()
         for key_node, _ in node.value:
+            if key_node.tag == "tag:yaml.org,2002:merge":
+                continue  # `<<: *anchor` merges may be overridden on purpose
             key = self.construct_object(key_node, deep=True)
-            if isinstance(key, list | dict):
+            if isinstance(key, list | dict | set):
                 raise yaml.constructor.ConstructorError(
                     None, None, "a mapping key must be a scalar", key_node.start_mark)
             if key in seen:
@@ -163,7 +165,7 @@ def _parse(files: Mapping[str, str], problems: list[FieldProblem]) -> dict[str, 
             where = f"line {mark.line + 1}, column {mark.column + 1}" if mark else "unknown"
             problems.append(FieldProblem((name, "yaml"), f"YAML error at {where}: "
                                          f"{exc.problem or exc.context}"))
-        except (yaml.YAMLError, ValueError) as exc:
+        except (yaml.YAMLError, ValueError, TypeError) as exc:
             problems.append(FieldProblem((name, "yaml"), f"cannot be read: {type(exc).__name__}"))
     return parsed
 
@@ -339,6 +341,17 @@ def load_pack(directory: Path) -> Pack:
     if not directory.is_dir():
         raise PackInvalid("The policy pack folder does not exist",
                           errors=[FieldProblem((PACK_WIDE, "folder"), "not a folder")])
-    files = {p.name: p.read_text(encoding="utf-8") for p in sorted(directory.glob("*.yaml"))
-             if p.is_file()}
+    files: dict[str, str] = {}
+    unreadable: list[FieldProblem] = []
+    for path in sorted(directory.glob("*.yaml")):
+        if not path.is_file():
+            continue
+        try:
+            files[path.name] = path.read_bytes().decode("utf-8")
+        except (OSError, UnicodeDecodeError) as exc:
+            unreadable.append(FieldProblem((path.name, "file"), f"cannot be read as UTF-8 "
+                                           f"text ({type(exc).__name__})"))
+    if unreadable:
+        raise PackInvalid(f"The policy pack has {len(unreadable)} unreadable file(s)",
+                          errors=unreadable)
     return load_pack_from_text(files)

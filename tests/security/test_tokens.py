@@ -164,7 +164,7 @@ def cases(now: int, settings: Settings) -> list[tuple[str, Change, Change]]:
                                  ', "alg": "ES256", "typ": "at+jwt"}'), ok),
         # 5: expired beyond the leeway.
         ("expired", Change(claims={"iat": now - 900, "exp": now - 31}),
-         Change(claims={"iat": now - 600, "exp": now - 29})),
+         Change(claims={"iat": now - 600, "exp": now - 20})),
         # 6: missing, mistyped, future and over-long claims.
         ("no-exp", Change(claims={"exp": DROP}), ok),
         ("no-iat", Change(claims={"iat": DROP}), ok),
@@ -185,7 +185,8 @@ def cases(now: int, settings: Settings) -> list[tuple[str, Change, Change]]:
         ("lifetime-year", Change(claims={"exp": now + 365 * 86400}), ok),
         ("exp-before-iat", Change(claims={"iat": now, "exp": now - 1}),
          Change(claims={"iat": now - 100, "exp": now + 500})),
-        ("roles-string", Change(claims={"roles": "admin"}), Change(claims={"roles": ["requester"]})),
+        ("roles-string", Change(claims={"roles": "admin"}),
+         Change(claims={"roles": ["requester"]})),
         ("sub-number", Change(claims={"sub": 42}), ok),
         # 7: wrong audience or issuer.
         ("wrong-aud", Change(claims={"aud": "other"}), ok),
@@ -445,10 +446,312 @@ def test_command_line_refuses_to_start_without_a_key_ring(sqlite_url: str, tmp_p
            "BROKER_KEY_DIR": str(tmp_path / "absent"),
            "BROKER_POLICY_DIR": str(REPO / "policies" / "ondermijning")}
     done = subprocess.run(
-        [sys.executable, "-c", "import sys; from broker.cli import main; sys.exit(main())",
-         "clients", "create", "--org", "politie", "--name", "x", "--roles", "requester"],
+        [sys.executable, "-m", "broker", "clients", "create", "--org", "politie",
+         "--name", "x", "--roles", "requester"],
         capture_output=True, text=True, env=env, cwd=tmp_path, timeout=60, check=False,
     )
     assert done.returncode == 1
     assert "key directory" in done.stderr
     assert "client_secret" not in done.stdout
+
+
+# --- through the HTTP API, on SQLite and PostgreSQL ------------------------------------------
+
+ANY_CALLER_ROUTE = "/v1/organisations"
+
+
+def bearer(token: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {token}"}
+
+
+def token_for(api: TestClient, client_id: str, secret: str) -> str:
+    answer = api.post("/oauth/token", data={
+        "grant_type": "client_credentials", "client_id": client_id, "client_secret": secret})
+    assert answer.status_code == 200, answer.text
+    token: str = answer.json()["access_token"]
+    return token
+
+
+def assert_bearer_401(answer: Any) -> None:
+    assert answer.status_code == 401, answer.text
+    assert answer.headers["www-authenticate"] == "Bearer"
+    assert answer.headers["content-type"] == "application/problem+json"
+    assert answer.json()["status"] == 401
+
+
+def test_forged_tokens_are_401_over_http(
+    api: TestClient, runtime: Runtime, credentials: Credentials
+) -> None:
+    client_id, _secret = credentials("politie", ["requester"])
+    forger = Forger(runtime.keys, runtime.settings, client_id=client_id)
+    for index, name in enumerate(CASE_NAMES):
+        now = int(time.time())
+        _name, bad, good = cases(now, runtime.settings)[index]
+        assert api.get(ANY_CALLER_ROUTE, headers=bearer(forger.make(good, now))).status_code \
+            == 200, name
+        answer = api.get(ANY_CALLER_ROUTE, headers=bearer(forger.make(bad, now)))
+        assert_bearer_401(answer)
+
+
+def test_token_of_an_unknown_client_is_401(
+    api: TestClient, runtime: Runtime, credentials: Credentials
+) -> None:
+    """A well-signed token whose client does not exist (e.g. a wiped database) is refused."""
+    client_id, _secret = credentials("politie", ["requester"])
+    now = int(time.time())
+    known = Forger(runtime.keys, runtime.settings, client_id=client_id).make(Change(), now)
+    unknown = Forger(runtime.keys, runtime.settings).make(Change(), now)
+    assert api.get(ANY_CALLER_ROUTE, headers=bearer(known)).status_code == 200
+    assert_bearer_401(api.get(ANY_CALLER_ROUTE, headers=bearer(unknown)))
+
+
+def test_token_in_the_query_string_is_never_read(
+    api: TestClient, credentials: Credentials
+) -> None:
+    """Row 11: `?access_token=` is ignored, so the request has no token."""
+    token = token_for(api, *credentials("politie", ["requester"]))
+    assert_bearer_401(api.get(ANY_CALLER_ROUTE, params={"access_token": token}))
+    assert_bearer_401(api.get(ANY_CALLER_ROUTE, headers={"Cookie": f"access_token={token}"}))
+    assert api.get(ANY_CALLER_ROUTE, headers=bearer(token)).status_code == 200
+
+
+def test_no_token_or_secret_reaches_the_logs(
+    api: TestClient, credentials: Credentials, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Row 11: issue, use, misuse and brute-force a token; no log record holds its material."""
+    caplog.set_level(logging.DEBUG)
+    client_id, secret = credentials("politie", ["requester"])
+    token = token_for(api, client_id, secret)
+    assert api.get(ANY_CALLER_ROUTE, headers=bearer(token)).status_code == 200
+    assert api.get(ANY_CALLER_ROUTE, headers=bearer(token + "x")).status_code == 401
+    wrong = secret[::-1]
+    assert api.post("/oauth/token", data={"grant_type": "client_credentials",
+                                          "client_id": client_id,
+                                          "client_secret": wrong}).status_code == 401
+    records = [f"{r.getMessage()} {r.__dict__}" for r in caplog.records]
+    assert any("token_refused" in text for text in records)  # the failure was logged ...
+    signature = token.rsplit(".", 1)[1]
+    for text in records:  # ... without the token, its signature, or either secret
+        for material in (token, signature, secret, wrong):
+            assert material not in text
+
+
+def test_jwe_and_oversized_authorization_header(
+    api: TestClient, credentials: Credentials
+) -> None:
+    """Row 12: a JWE is a plain 401; an Authorization header over 8 KB is 431 before parsing."""
+    token = token_for(api, *credentials("politie", ["requester"]))
+    assert_bearer_401(api.get(ANY_CALLER_ROUTE, headers=bearer(JWE)))
+    oversized = api.get(ANY_CALLER_ROUTE, headers=bearer(token + "A" * 8300))
+    assert oversized.status_code == 431
+    assert token not in oversized.text
+    assert api.get(ANY_CALLER_ROUTE, headers=bearer(token)).status_code == 200
+
+
+def test_revoked_client_is_refused_on_the_next_call(
+    api: TestClient, runtime: Runtime, credentials: Credentials
+) -> None:
+    """Row 13: a still-unexpired token stops working as soon as its client is revoked."""
+    revoked_id, revoked_secret = credentials("politie", ["requester"])
+    other_token = token_for(api, *credentials("politie", ["requester"]))
+    token = token_for(api, revoked_id, revoked_secret)
+    assert api.get(ANY_CALLER_ROUTE, headers=bearer(token)).status_code == 200
+    clients.revoke_client(runtime, revoked_id)
+    assert_bearer_401(api.get(ANY_CALLER_ROUTE, headers=bearer(token)))
+    assert api.get(ANY_CALLER_ROUTE, headers=bearer(other_token)).status_code == 200
+    refused = api.post("/oauth/token", data={
+        "grant_type": "client_credentials", "client_id": revoked_id,
+        "client_secret": revoked_secret})
+    assert refused.status_code == 401
+    assert refused.json()["error"] == "invalid_client"
+
+
+def test_organisation_dropped_from_the_live_pack_is_refused_on_the_next_call(
+    api: TestClient, runtime: Runtime, credentials: Credentials
+) -> None:
+    """Row 13: a live pack without the client's organisation ends its tokens at once."""
+    from broker import packs
+    from broker.actors import system_actor
+    from tests.unit.packs import base_pack, load
+
+    dropped = token_for(api, *credentials("woningcorporatie", ["requester"]))
+    kept = token_for(api, *credentials("politie", ["requester"]))
+    assert api.get(ANY_CALLER_ROUTE, headers=bearer(dropped)).status_code == 200
+    smaller = load(base_pack())
+    assert "woningcorporatie" not in smaller.organisations
+    assert "politie" in smaller.organisations
+    packs.activate(runtime, smaller, actor=system_actor("test"))
+    assert_bearer_401(api.get(ANY_CALLER_ROUTE, headers=bearer(dropped)))
+    assert api.get(ANY_CALLER_ROUTE, headers=bearer(kept)).status_code == 200
+
+
+# --- client assertions (rows 9 and 10) -------------------------------------------------------
+
+@dataclass
+class KeyedClient:
+    client_id: str
+    private_key: ec.EllipticCurvePrivateKey
+    token_url: str
+
+    def assertion(self, *, header: dict[str, Any] | None = None, **claims: Any) -> str:
+        now = int(time.time())
+        body: dict[str, Any] = {
+            "iss": self.client_id, "sub": self.client_id, "aud": self.token_url,
+            "iat": now, "exp": now + 120, "jti": "jti-" + os.urandom(12).hex(),
+        }
+        body.update(claims)
+        for name in [k for k, v in body.items() if v is DROP]:
+            del body[name]
+        return forge({"alg": "ES256", "typ": "JWT", **(header or {})}, body,
+                     es256(self.private_key))
+
+
+def keyed_client(runtime: Runtime, org: str = "politie") -> KeyedClient:
+    private_key = ec.generate_private_key(ec.SECP256R1())
+    client, secret = clients.create_client(
+        runtime, org=org, name="keyed", kind="system", roles=["requester"],
+        public_jwk=public_jwk("k1", private_key.public_key()),
+    )
+    assert secret is None
+    return KeyedClient(client.id, private_key, runtime.settings.token_url)
+
+
+def with_assertion(assertion: str, **extra: str) -> dict[str, str]:
+    return {"grant_type": "client_credentials",
+            "client_assertion_type": "urn:ietf:params:oauth:client-assertion-type:jwt-bearer",
+            "client_assertion": assertion, **extra}
+
+
+def test_assertion_jti_is_single_use(api: TestClient, runtime: Runtime) -> None:
+    """Row 9, sequentially: the second use of an assertion is `invalid_client`."""
+    client = keyed_client(runtime)
+    assertion = client.assertion()
+    first = api.post("/oauth/token", data=with_assertion(assertion))
+    assert first.status_code == 200, first.text
+    again = api.post("/oauth/token", data=with_assertion(assertion))
+    assert again.status_code == 401
+    assert again.json()["error"] == "invalid_client"
+    fresh = api.post("/oauth/token", data=with_assertion(client.assertion()))
+    assert fresh.status_code == 200
+
+
+def test_assertion_replayed_twenty_times_in_parallel_gives_one_token(
+    api: TestClient, runtime: Runtime
+) -> None:
+    """Row 9, concurrently: the (client_id, jti) primary key lets exactly one through."""
+    client = keyed_client(runtime)
+    assertion = client.assertion()
+    barrier = threading.Barrier(20)
+
+    def attempt(_: int) -> tuple[int, str | None]:
+        barrier.wait()
+        answer = api.post("/oauth/token", data=with_assertion(assertion))
+        return answer.status_code, answer.json().get("error")
+
+    with ThreadPoolExecutor(max_workers=20) as pool:
+        results = list(pool.map(attempt, range(20)))
+    assert sorted(results, key=str) == sorted(
+        [(200, None)] + [(401, "invalid_client")] * 19, key=str)
+
+
+def test_assertion_replay_in_parallel_at_the_service(runtime: Runtime) -> None:
+    """Row 9 without the HTTP stack: twenty threads race in `authenticate_assertion`."""
+    client = keyed_client(runtime)
+    assertion = client.assertion()
+    barrier = threading.Barrier(20)
+
+    def attempt(_: int) -> str:
+        barrier.wait()
+        try:
+            return clients.authenticate_assertion(runtime, assertion).id
+        except InvalidClient:
+            return "refused"
+
+    with ThreadPoolExecutor(max_workers=20) as pool:
+        results = list(pool.map(attempt, range(20)))
+    assert sorted(results) == sorted([client.client_id] + ["refused"] * 19)
+
+
+@pytest.mark.parametrize("aud", ["https://sluis.example", "sluis",
+                                 "https://sluis.example/oauth/token/", "LIST"])
+def test_assertion_audience_must_be_the_token_endpoint(
+    api: TestClient, runtime: Runtime, aud: str
+) -> None:
+    """Row 10: an assertion meant for anything but our token URL is `invalid_client`."""
+    client = keyed_client(runtime)
+    audience: Any = [runtime.settings.token_url, "other"] if aud == "LIST" else aud
+    refused = api.post("/oauth/token", data=with_assertion(client.assertion(aud=audience)))
+    assert refused.status_code == 401
+    assert refused.json() == {"error": "invalid_client",
+                              "error_description": "Client authentication failed."}
+    accepted = api.post("/oauth/token", data=with_assertion(
+        client.assertion(aud=runtime.settings.token_url)))
+    assert accepted.status_code == 200
+
+
+# --- row 15: brute force ---------------------------------------------------------------------
+
+@pytest.fixture
+def strict_runtime(settings: Settings) -> Iterator[Runtime]:
+    """A runtime whose token endpoint allows five failures a minute."""
+    live = open_runtime(settings.model_copy(update={"token_rate_per_minute": 5}))
+    try:
+        yield live
+    finally:
+        live.close()
+
+
+def test_brute_force_gets_429_and_every_attempt_is_logged(
+    strict_runtime: Runtime, caplog: pytest.LogCaptureFixture
+) -> None:
+    from broker.app import create_app
+
+    caplog.set_level(logging.INFO, logger="broker.auth")
+    client, secret = clients.create_client(
+        strict_runtime, org="politie", name="target", roles=["requester"])
+    good = {"grant_type": "client_credentials", "client_id": client.id, "client_secret": secret}
+    bad = {**good, "client_secret": "guess"}
+    with TestClient(create_app(strict_runtime.settings, runtime=strict_runtime)) as api:
+        assert api.post("/oauth/token", data=good).status_code == 200
+        statuses = [api.post("/oauth/token", data=bad).status_code for _ in range(5)]
+        assert statuses == [401] * 5
+        braked = api.post("/oauth/token", data=bad)
+        assert braked.status_code == 429
+        assert 1 <= int(braked.headers["retry-after"]) <= 60
+        # Locked, the right secret is refused too: guessing cannot end in a success.
+        assert api.post("/oauth/token", data=good).status_code == 429
+    refusals = [r for r in caplog.records if getattr(r, "event", None) == "token_refused"]
+    assert len(refusals) == 7
+    assert all(r.client_id == client.id for r in refusals)  # type: ignore[attr-defined]
+    assert [r.reason for r in refusals][-2:] == ["rate limited"] * 2  # type: ignore[attr-defined]
+
+
+# --- row 23: partners never reach administration ---------------------------------------------
+
+def _admin_routes(api: TestClient) -> list[tuple[str, str]]:
+    """Every (method, path) under /v1/admin, as the OpenAPI document lists them."""
+    paths = api.app.openapi()["paths"]  # type: ignore[attr-defined]
+    return [
+        (method.upper(), path.replace("{client_id}", CLIENT_ID))
+        for path, operations in sorted(paths.items()) if path.startswith("/v1/admin")
+        for method in sorted(operations)
+    ]
+
+
+def test_admin_routes_refuse_every_other_role(
+    api: TestClient, auth_headers: Callable[..., dict[str, str]]
+) -> None:
+    """Row 23: each admin route is 403 for partners and privacy officers, 401 without token."""
+    routes = _admin_routes(api)
+    assert ("POST", "/v1/admin/clients") in routes
+    assert ("DELETE", f"/v1/admin/clients/{CLIENT_ID}") in routes
+    admin = auth_headers("riec", ["admin"], kind="personal")
+    for roles in (["contributor", "requester"], ["privacy_officer"], ["privacy_officer",
+                                                                     "contributor"]):
+        partner = auth_headers("politie", roles)
+        for method, path in routes:
+            answer = api.request(method, path, headers=partner, json={})
+            assert answer.status_code == 403, (roles, method, path)
+            assert api.request(method, path, json={}).status_code == 401
+    for method, path in routes:  # the admin gets past the role check (then 4xx/2xx on content)
+        assert api.request(method, path, headers=admin, json={}).status_code not in (401, 403)

@@ -60,7 +60,8 @@ def test_api_example_signal_is_accepted_and_released_as_documented() -> None:
     rule = POLICY.decide("gemeente", "integrale-controle", "energie-afwijking", "netbeheerder",
                          "elektriciteitswet-levering",
                          datetime.fromisoformat("2026-11-20T09:00:00+01:00"), NOW)
-    assert rule is not None and rule.id == "gemeente-energie-integrale-controle"
+    assert rule is not None
+    assert rule.id == "gemeente-energie-integrale-controle"
     released = release(rule.fields, flatten_signal(API_SIGNAL), recipient="gemeente",
                        purpose="integrale-controle", pseudonym_key=b"k" * 32, today=NOW.date())
     assert released == {
@@ -86,6 +87,7 @@ def test_belastingdienst_gets_only_hits_on_police_and_energy_signals(category: s
 
 def test_riec_gets_suppressed_counts_only() -> None:
     riec_rules = [r for r in PACK.rules if "riec" in r.recipients]
-    assert riec_rules and all(r.access == "aggregate" and r.min_count == 5 for r in riec_rules)
+    assert riec_rules
+    assert all(r.access == "aggregate" and r.min_count == 5 for r in riec_rules)
     assert POLICY.categories_for("riec", "ondermijningsbeeld", "aggregate") == set(
         PACK.categories)

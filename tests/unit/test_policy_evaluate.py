@@ -27,7 +27,9 @@ def test_matching_signal_gets_its_rule() -> None:
                          "elektriciteitswet", NOW, NOW)
     assert rule is not None
     assert rule.id == "gemeente-energie"
-    assert rule.grants("disclose") and rule.grants("aggregate") and rule.grants("hit")
+    assert rule.grants("disclose")
+    assert rule.grants("aggregate")
+    assert rule.grants("hit")
     assert rule.fields["observed_at"].as_data() == {"generalise": "month"}
 
 
@@ -46,7 +48,9 @@ def test_aggregate_rule_grants_hit_but_not_disclose() -> None:
     rule = POLICY.decide("riec", "ondermijningsbeeld", "drugs-melding", "politie", "wpg-art-20",
                          NOW, NOW)
     assert rule is not None
-    assert rule.grants("aggregate") and rule.grants("hit") and not rule.grants("disclose")
+    assert rule.grants("aggregate")
+    assert rule.grants("hit")
+    assert not rule.grants("disclose")
     assert rule.min_count == 5
 
 

@@ -45,7 +45,8 @@ def rule(data: dict[str, Any], rule_id: str) -> dict[str, Any]:
 def test_small_pack_loads_with_name_version_and_hash() -> None:
     pack = load(base_pack())
     assert (pack.name, pack.version) == ("klein", "1")
-    assert pack.hash.startswith("sha256:") and len(pack.hash) == 7 + 64
+    assert pack.hash.startswith("sha256:")
+    assert len(pack.hash) == 7 + 64
     assert pack.category("energie-afwijking") is not None
     assert pack.category("nope") is None
     assert pack.retention_days("drugs-melding") == 730
@@ -61,7 +62,8 @@ def test_hash_is_of_the_canonical_json_and_independent_of_file_split_and_order()
     assert split.hash == joined.hash
     assert split.canonical == joined.canonical
     assert json.loads(split.canonical)["pack"] == "klein"
-    assert b", " not in split.canonical and b": " not in split.canonical
+    assert b", " not in split.canonical
+    assert b": " not in split.canonical
 
 
 def test_hash_changes_with_content() -> None:
@@ -86,6 +88,16 @@ def test_load_pack_reads_every_yaml_file_in_the_folder(tmp_path: Path) -> None:
         (tmp_path / name).write_text(text, encoding="utf-8")
     (tmp_path / "notes.txt").write_text("not part of the pack", encoding="utf-8")
     assert load_pack(tmp_path).hash == load(base_pack()).hash
+
+
+def test_file_that_is_not_utf8_is_refused_by_name(tmp_path: Path) -> None:
+    for name, text in as_files(base_pack()).items():
+        (tmp_path / name).write_text(text, encoding="utf-8")
+    (tmp_path / "latin1.yaml").write_bytes("description: café\n".encode("latin-1"))
+    with pytest.raises(PackInvalid) as caught:
+        load_pack(tmp_path)
+    assert [(p.loc, p.msg.split(" (")[0]) for p in caught.value.errors] == [
+        (("latin1.yaml", "file"), "cannot be read as UTF-8 text")]
 
 
 def test_folder_without_yaml_files_is_refused(tmp_path: Path) -> None:

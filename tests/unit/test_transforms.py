@@ -5,7 +5,7 @@ from __future__ import annotations
 import base64
 import os
 import re
-from datetime import date, datetime, timedelta, timezone
+from datetime import UTC, date, datetime, timedelta, timezone
 
 import pytest
 
@@ -115,7 +115,7 @@ def test_signal_ref_form_and_scope() -> None:
     ("day", "2026-11-20T23:30:00-05:00", "2026-11-20"),  # the day as written, in its offset
     ("month", "2026-02-03", "2026-02"),
     ("day", date(2026, 1, 2), "2026-01-02"),
-    ("year", datetime(2025, 12, 31, 23, 0, tzinfo=timezone.utc), "2025"),
+    ("year", datetime(2025, 12, 31, 23, 0, tzinfo=UTC), "2025"),
     ("pc4", "1012AB", "1012"),
 ])
 def test_generalise_words(option: str, value: object, expected: str) -> None:
@@ -128,6 +128,7 @@ def test_generalise_words(option: str, value: object, expected: str) -> None:
     (0, 500, {"gte": 0, "lt": 500}),
     (499.99, 500, {"gte": 0, "lt": 500}),
     (-1, 500, {"gte": -500, "lt": 0}),
+    (-5e-324, 500, {"gte": -500, "lt": 0}),  # the division alone would round to -0.0
 ])
 def test_generalise_bucket(value: float, width: int, expected: dict[str, int]) -> None:
     assert generalise("bucket", width, value, TODAY) == expected

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import base64
 import json
+import subprocess
+import sys
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -351,3 +353,18 @@ def test_malformed_exports(lines: list[str], expected: list[str]) -> None:
         assert codes(report)[: len(expected)] == expected
     else:
         assert codes(report)[0] == "export_malformed"
+
+
+def test_the_pure_core_imports_no_web_database_or_settings_code() -> None:
+    probe = (
+        "import sys\n"
+        "import broker.audit.checkpoint, broker.audit.entry, broker.audit.merkle\n"
+        "import broker.audit.verify\n"
+        "banned = ('fastapi', 'starlette', 'sqlalchemy', 'sqlmodel', 'alembic')\n"
+        "print(sorted(m for m in sys.modules if m.split('.')[0] in banned\n"
+        "      or m in ('broker.settings', 'broker.db', 'broker.models')))\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", probe], capture_output=True, text=True, check=True, timeout=60
+    )
+    assert result.stdout.strip() == "[]"

@@ -1,0 +1,30 @@
+"""`broker retention run`: shred signals past their retention date."""
+
+from __future__ import annotations
+
+import argparse
+import json
+
+from broker import signals
+from broker.actors import system_actor
+from broker.settings import get_settings
+from broker.startup import open_runtime
+
+
+def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    retention = sub.add_parser("retention", help="signal retention")
+    retention_sub = retention.add_subparsers(dest="retention_command", metavar="COMMAND",
+                                             required=True)
+    run = retention_sub.add_parser("run", help="erase signals past their retention date")
+    run.add_argument("--json", action="store_true")
+    run.set_defaults(func=run_retention)
+
+
+def run_retention(args: argparse.Namespace) -> int:
+    runtime = open_runtime(get_settings())
+    try:
+        erased = signals.run_retention(runtime, system_actor("retention"))
+    finally:
+        runtime.close()
+    print(json.dumps({"erased": erased}) if args.json else f"erased {erased} signals")
+    return 0

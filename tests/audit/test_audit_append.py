@@ -1,0 +1,309 @@
+"""The appender: numbering, canonical bytes, subject tags, work in the same transaction,
+group commit under concurrency, several appenders on one log, and failing closed."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+from sqlalchemy import Connection, text
+
+from broker.audit.entry import decode_entry, subject_tag
+from broker.audit.merkle import leaf_hash
+from broker.audit.store import AuditLog
+from broker.clock import utcnow
+from broker.errors import AuditUnavailable
+from tests.audit.audit_kit import LogEnv, draft
+
+MakeLog = Callable[..., LogEnv]
+
+
+def store_policy(hash_: str) -> Callable[[Connection], str]:
+    """A unit of work writing one row of an ordinary table (the request's own write)."""
+
+    def work(conn: Connection) -> str:
+        conn.execute(
+            text(
+                "INSERT INTO policy_version (hash, pack, version, canonical, first_loaded_at) "
+                "VALUES (:h, 'demo', '1', '{}', :t)"
+            ),
+            {"h": hash_, "t": utcnow()},
+        )
+        return hash_
+
+    return work
+
+
+def policy_rows(env: LogEnv) -> int:
+    return int(env.scalar("SELECT count(*) FROM policy_version"))
+
+
+def entry_count(env: LogEnv) -> int:
+    return int(env.scalar("SELECT count(*) FROM audit_entry"))
+
+
+def test_entries_are_numbered_from_zero_and_stored_as_canonical_bytes(make_log: MakeLog) -> None:
+    env = make_log()
+    recorded = [env.log.record(draft(i, org="gemeente", source="politie")) for i in range(3)]
+    assert [r.seq for r in recorded] == [0, 1, 2]
+    for r in recorded:
+        data, leaf = env.row(r.seq)
+        entry = decode_entry(data)  # re-encodes with rfc8785: the bytes are canonical
+        assert (entry.seq, entry.id, entry.origin, entry.v) == (r.seq, r.entry_id, env.log.signer
+                                                                 .origin, 1)
+        assert entry.time.endswith("Z")
+        assert leaf == leaf_hash(data)
+    with env.engine.connect() as conn:
+        orgs = conn.execute(text("SELECT org FROM audit_entry_org WHERE seq = 1 ORDER BY org"))
+        assert orgs.scalars().all() == ["gemeente", "politie"]
+        clear = conn.execute(text("SELECT action, org, purpose FROM audit_entry WHERE seq = 1"))
+        assert tuple(clear.one()) == ("disclosure", "gemeente", "integrale-controle")
+    assert env.verify().ok
+
+
+def test_subjects_become_per_entry_tags_and_side_index_rows(make_log: MakeLog) -> None:
+    env = make_log()
+    token_a, token_b = b"blind-token-a" * 2, b"blind-token-b" * 2
+    first = draft(1)
+    first["items"][0]["subjects"] = [token_a]
+    one = env.log.record(first, subjects=[token_a, token_b])
+    two = env.log.record(draft(2), subjects=[token_a])
+    with env.engine.connect() as conn:
+        keys = dict(conn.execute(text("SELECT token, subject_key FROM audit_subject")).all())
+        index = set(conn.execute(text("SELECT token, seq FROM audit_subject_entry")).all())
+    assert set(keys) == {token_a, token_b}
+    assert index == {(token_a, 0), (token_b, 0), (token_a, 1)}
+    entry_one = decode_entry(env.row(one.seq)[0])
+    entry_two = decode_entry(env.row(two.seq)[0])
+    tag_a1 = subject_tag(keys[token_a], one.entry_id)
+    assert entry_one.items[0].subject_tags == [tag_a1]
+    # A subject outside every item is tagged under objects.
+    assert entry_one.objects["subject_tags"] == [subject_tag(keys[token_b], one.entry_id)]
+    assert entry_two.objects["subject_tags"] == [subject_tag(keys[token_a], two.entry_id)]
+    assert tag_a1 not in env.row(two.seq)[0].decode()  # tags differ per entry: not linkable
+    for data in (env.row(0)[0], env.row(1)[0]):
+        assert b"blind-token" not in data
+    # Erasing the subject deletes its key and index rows; the log still verifies.
+    with env.engine.begin() as conn:
+        conn.execute(text("DELETE FROM audit_subject_entry WHERE token = :t"), {"t": token_a})
+        conn.execute(text("DELETE FROM audit_subject WHERE token = :t"), {"t": token_a})
+    assert env.verify().ok
+
+
+def test_work_runs_in_the_entrys_transaction_and_its_result_comes_back(make_log: MakeLog) -> None:
+    env = make_log()
+    recorded = env.log.record(draft(1), work=store_policy("sha256:a"))
+    assert recorded.result == "sha256:a"
+    assert policy_rows(env) == 1
+    assert entry_count(env) == 1
+
+
+def test_a_work_that_raises_leaves_nothing(make_log: MakeLog) -> None:
+    env = make_log()
+    env.fill(2)
+
+    def failing(conn: Connection) -> None:
+        store_policy("sha256:b")(conn)
+        raise LookupError("no such signal")
+
+    with pytest.raises(LookupError, match="no such signal"):
+        env.log.record(draft(9), work=failing, subjects=[b"subject-token-x"])
+    assert policy_rows(env) == 0
+    assert entry_count(env) == 2
+    assert env.scalar("SELECT count(*) FROM audit_subject") == 0
+    assert env.log.record(draft(10)).seq == 2
+    assert env.verify().ok
+
+
+def test_drafts_may_not_fill_what_the_appender_fills(make_log: MakeLog) -> None:
+    env = make_log()
+    with pytest.raises(ValueError, match="the appender fills seq"):
+        env.log.record({**draft(1), "seq": 7})
+    with pytest.raises(ValueError, match="validation error"):
+        env.log.record({**draft(1), "action": "not-an-action"})
+    assert entry_count(env) == 0
+
+
+def install_fault(env: LogEnv) -> None:
+    """A real database fault: inserts into audit_node fail (as a full disk would)."""
+    if env.postgres:
+        statements = [
+            ("CREATE FUNCTION audit_fault() RETURNS trigger LANGUAGE plpgsql AS "
+             "$$ BEGIN RAISE EXCEPTION 'disk full'; END $$", {}),
+            ("CREATE TRIGGER audit_fault BEFORE INSERT ON audit_node "
+             "FOR EACH ROW EXECUTE FUNCTION audit_fault()", {}),
+        ]
+    else:
+        statements = [("CREATE TRIGGER audit_fault BEFORE INSERT ON audit_node "
+                       "BEGIN SELECT RAISE(ABORT, 'disk full'); END", {})]
+    with env.engine.begin() as conn:
+        for sql, _ in statements:
+            conn.exec_driver_sql(sql)
+
+
+def remove_fault(env: LogEnv) -> None:
+    with env.engine.begin() as conn:
+        conn.exec_driver_sql("DROP TRIGGER audit_fault" + (" ON audit_node" if env.postgres else ""))
+
+
+@pytest.mark.parametrize("threaded", [False, True])
+def test_an_append_failure_is_audit_unavailable_and_writes_nothing(
+    make_log: MakeLog, threaded: bool
+) -> None:
+    env = make_log()
+    env.fill(1)  # the next entry (seq 1) completes node (1, 0)
+    install_fault(env)
+    if threaded:
+        env.log.start()
+    with pytest.raises(AuditUnavailable):
+        env.log.record(draft(1), work=store_policy("sha256:c"))
+    assert policy_rows(env) == 0
+    assert entry_count(env) == 1
+    assert env.log.healthy  # the database answers: the next append may succeed
+    remove_fault(env)
+    assert env.log.record(draft(2), work=store_policy("sha256:d")).seq == 1
+    assert policy_rows(env) == 1
+    assert env.verify().ok
+
+
+def test_a_batch_isolates_each_units_failure(make_log: MakeLog) -> None:
+    """Units queued behind a slow one are appended as one batch; a failing work there
+    drops only its own entry, and the others stay gap-free."""
+    env = make_log()
+    env.log.start()
+    release = threading.Event()
+    results: dict[int, Any] = {}
+
+    def slow(conn: Connection) -> None:
+        release.wait(10)
+
+    def failing(conn: Connection) -> None:
+        store_policy("sha256:fail")(conn)
+        raise KeyError("refused")
+
+    def call(number: int) -> None:
+        work = failing if number % 3 == 0 else store_policy(f"sha256:{number}")
+        try:
+            results[number] = env.log.record(draft(number), work=work).seq
+        except KeyError as exc:
+            results[number] = exc
+
+    first = threading.Thread(target=lambda: env.log.record(draft(0), work=slow))
+    first.start()
+    time.sleep(0.2)  # the appender now holds the slow unit's transaction
+    callers = [threading.Thread(target=call, args=(n,)) for n in range(1, 13)]
+    for thread in callers:
+        thread.start()
+    time.sleep(0.2)
+    release.set()
+    for thread in [first, *callers]:
+        thread.join(10)
+    failed = {n for n, r in results.items() if isinstance(r, KeyError)}
+    assert failed == {3, 6, 9, 12}
+    assert sorted(r for r in results.values() if isinstance(r, int)) == list(range(1, 9))
+    assert policy_rows(env) == 8
+    assert env.verify().ok
+
+
+def test_200_concurrent_appends_are_gap_free_and_the_log_verifies(make_log: MakeLog) -> None:
+    env = make_log()
+    env.log.start()
+    seqs: list[int] = []
+    lock = threading.Lock()
+
+    def call(number: int) -> None:
+        seq = env.log.record(draft(number), subjects=[b"subject-%d" % (number % 7)]).seq
+        with lock:
+            seqs.append(seq)
+
+    threads = [threading.Thread(target=call, args=(n,)) for n in range(200)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(30)
+    assert sorted(seqs) == list(range(200))
+    env.signer.sign()
+    report = env.verify()
+    assert report.ok, report.problems
+    assert report.size == 200
+    assert env.scalar("SELECT count(*) FROM audit_subject") == 7
+
+
+def test_two_appenders_on_one_log_serialise_through_the_database(make_log: MakeLog) -> None:
+    """Two processes' appenders (here: two engines) interleave; each notices the other's
+    entries, rebuilds its frontier from stored nodes, and the tree stays one tree."""
+    first, second = make_log(), make_log()
+    first.log.start()
+    second.log.start()
+    seqs: list[int] = []
+    lock = threading.Lock()
+
+    def call(log: AuditLog, number: int) -> None:
+        seq = log.record(draft(number)).seq
+        with lock:
+            seqs.append(seq)
+
+    threads = [
+        threading.Thread(target=call, args=((first if n % 2 else second).log, n))
+        for n in range(120)
+    ]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(30)
+    assert sorted(seqs) == list(range(120))
+    first.signer.sign()
+    second.log.record(draft(999))
+    second.signer.sign()
+    report = first.verify()
+    assert report.ok, report.problems
+    assert report.size == 121
+
+
+def test_checkpoints_are_signed_every_n_entries(make_log: MakeLog) -> None:
+    env = make_log(settings={"checkpoint_every_entries": 10})
+    env.log.start()
+    for number in range(25):
+        env.log.record(draft(number))
+    env.log.close()
+    with env.engine.connect() as conn:
+        sizes = conn.execute(text("SELECT size FROM audit_checkpoint ORDER BY id")).scalars().all()
+    assert sizes == [10, 20]
+    assert env.verify().ok
+
+
+def test_checkpoints_are_signed_after_t_seconds_when_the_log_grew(make_log: MakeLog) -> None:
+    env = make_log(settings={"checkpoint_every_seconds": 0.2})
+    env.log.start()
+    env.fill(3)
+    deadline = time.monotonic() + 5
+    while time.monotonic() < deadline and not env.scalar("SELECT count(*) FROM audit_checkpoint"):
+        time.sleep(0.05)
+    assert env.scalar("SELECT max(size) FROM audit_checkpoint") == 3
+    time.sleep(0.5)  # the log did not grow: no new checkpoint
+    assert env.scalar("SELECT count(*) FROM audit_checkpoint") == 1
+
+
+def test_a_closed_log_refuses_to_record(make_log: MakeLog) -> None:
+    env = make_log()
+    env.log.start()
+    env.fill(1)
+    env.log.close()
+    assert not env.log.healthy
+    with pytest.raises(AuditUnavailable):
+        env.log.record(draft(1))
+
+
+def test_work_may_not_record_an_entry_itself(make_log: MakeLog) -> None:
+    env = make_log()
+    env.log.start()
+
+    def nested(conn: Connection) -> None:
+        env.log.record(draft(2))
+
+    with pytest.raises(RuntimeError, match="must not record"):
+        env.log.record(draft(1), work=nested)
+    assert entry_count(env) == 0

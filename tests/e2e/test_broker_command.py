@@ -1,0 +1,176 @@
+"""The `broker` command as an administrator uses it, and `broker serve` on loopback."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.parse
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def broker(env: dict[str, str], *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+    result = subprocess.run(
+        [sys.executable, "-m", "broker", *args], env=env, cwd=REPO, capture_output=True,
+        text=True, timeout=120,
+    )
+    if check and result.returncode != 0:
+        raise AssertionError(f"broker {' '.join(args)} failed:\n{result.stdout}\n{result.stderr}")
+    return result
+
+
+@pytest.fixture
+def env(tmp_path: Path) -> dict[str, str]:
+    environment = {k: v for k, v in os.environ.items() if not k.startswith("BROKER_")}
+    environment.update({
+        "BROKER_DATABASE_URL": f"sqlite:///{tmp_path / 'broker.db'}",
+        "BROKER_KEY_DIR": str(tmp_path / "keys"),
+        "BROKER_POLICY_DIR": str(REPO / "policies" / "ondermijning"),
+    })
+    return environment
+
+
+def test_serve_refuses_before_init(env: dict[str, str]) -> None:
+    result = broker(env, "serve", "--port", "1", check=False)
+    assert result.returncode == 1
+    assert "broker init" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_serve_refuses_a_database_not_at_head(env: dict[str, str], tmp_path: Path) -> None:
+    broker(env, "init")
+    (tmp_path / "broker.db").unlink()
+    result = broker(env, "serve", "--port", "1", check=False)
+    assert result.returncode == 1
+    assert "not at head" in result.stderr and "broker init" in result.stderr
+
+
+def test_serve_refuses_a_world_readable_key(env: dict[str, str], tmp_path: Path) -> None:
+    broker(env, "init")
+    os.chmod(tmp_path / "keys" / "master.v1.key", 0o644)
+    result = broker(env, "serve", "--port", "1", check=False)
+    assert result.returncode == 1
+    assert "master.v1.key" in result.stderr and "readable by others" in result.stderr
+
+
+def test_serve_refuses_a_bad_pack(env: dict[str, str], tmp_path: Path) -> None:
+    broker(env, "init")
+    pack = tmp_path / "pack"
+    shutil.copytree(REPO / "policies" / "ondermijning", pack)
+    rules = pack / "rules.yaml"
+    rules.write_text(rules.read_text().replace("access: disclose", "access: everything", 1))
+    result = broker({**env, "BROKER_POLICY_DIR": str(pack)}, "serve", "--port", "1", check=False)
+    assert result.returncode == 1
+    assert "rules.yaml" in result.stderr
+
+
+def test_init_is_idempotent_and_keys_are_private(env: dict[str, str], tmp_path: Path) -> None:
+    first = json.loads(broker(env, "init", "--json").stdout)
+    assert first["schema_to"] and len(first["keys_created"]) == 6
+    again = json.loads(broker(env, "init", "--json").stdout)
+    assert again["keys_created"] == [] and again["schema_from"] == again["schema_to"]
+    for path in (tmp_path / "keys").iterdir():
+        assert path.stat().st_mode & 0o077 == 0
+
+
+def test_clients_keys_and_retention_commands(env: dict[str, str]) -> None:
+    broker(env, "init")
+    created = json.loads(broker(env, "clients", "create", "--org", "gemeente", "--name",
+                                "Gemeente (systeem)", "--roles", "contributor,requester",
+                                "--json").stdout)
+    assert created["client_secret"]
+    assert broker(env, "clients", "revoke", created["client_id"]).returncode == 0
+    bad = broker(env, "clients", "create", "--org", "nergens", "--name", "x", "--roles",
+                 "requester", check=False)
+    assert bad.returncode == 1
+    rotated = json.loads(broker(env, "keys", "rotate", "pseudonym", "--json").stdout)
+    assert rotated == {"key": "pseudonym", "version": 2}
+    assert json.loads(broker(env, "retention", "run", "--json").stdout) == {"erased": 0}
+    usage = broker(env, "keys", "rotate", "blind_index", check=False)
+    assert usage.returncode == 2
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+def _call(url: str, *, data: bytes | None = None, headers: dict[str, str] | None = None) -> tuple[int, Any]:
+    request = urllib.request.Request(url, data=data, headers=headers or {})
+    try:
+        with urllib.request.urlopen(request, timeout=10) as answer:  # noqa: S310 - loopback
+            return answer.status, json.loads(answer.read() or b"null")
+    except urllib.error.HTTPError as error:
+        return error.code, json.loads(error.read() or b"null")
+
+
+@pytest.fixture
+def served(env: dict[str, str], tmp_path: Path) -> Iterator[tuple[str, list[dict[str, Any]]]]:
+    """A seeded demo broker under uvicorn on a loopback port, as `scripts/demo` runs it."""
+    broker(env, "init")
+    clients_file = tmp_path / "demo-clients.json"
+    seeded = broker(env, "demo", "seed", "--clients-file", str(clients_file))
+    assert "seeded" in seeded.stdout
+    port = _free_port()
+    process = subprocess.Popen(
+        [sys.executable, "-m", "broker", "serve", "--port", str(port), "--workers", "2"],
+        env=env, cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+    )
+    base = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            try:
+                if _call(base + "/readyz")[0] == 200:
+                    break
+            except OSError:
+                time.sleep(0.2)
+        else:
+            raise AssertionError("broker did not become ready")
+        yield base, json.loads(clients_file.read_text())
+    finally:
+        process.terminate()
+        process.wait(timeout=20)
+
+
+def test_demo_broker_serves_the_seeded_street(served: tuple[str, list[dict[str, Any]]]) -> None:
+    base, clients = served
+    police = next(c for c in clients if c["org"] == "politie")
+    form = urllib.parse.urlencode({"grant_type": "client_credentials",
+                                   "client_id": police["client_id"],
+                                   "client_secret": police["client_secret"]}).encode()
+    status, token = _call(base + "/oauth/token", data=form)
+    assert status == 200 and token["token_type"] == "Bearer"
+    headers = {"Authorization": f"Bearer {token['access_token']}", "X-Acting-User": "agent-7"}
+    status, page = _call(base + "/v1/signals?limit=5", headers=headers)
+    assert status == 200
+    assert page["items"] and all(s["source"] == "politie" for s in page["items"])
+    status, purposes = _call(base + "/v1/purposes", headers=headers)
+    assert status == 200 and len(purposes["items"]) >= 6
+    status, problem = _call(base + "/v1/signals/sig_unknown", headers=headers)
+    assert status == 404 and problem["status"] == 404
+    # a second seed adds nothing
+    assert _call(base + "/healthz") == (200, {"status": "ok"})
+
+
+def test_demo_howto_prints_a_working_recipe(served: tuple[str, list[dict[str, Any]]], tmp_path: Path) -> None:
+    base, _ = served
+    result = subprocess.run(
+        [sys.executable, "-m", "broker.demo_howto", str(tmp_path / "demo-clients.json"), base],
+        capture_output=True, text=True, check=True, cwd=REPO,
+    )
+    assert "/oauth/token" in result.stdout and "client_secret=" in result.stdout
