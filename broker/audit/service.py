@@ -21,7 +21,7 @@ from typing import Any, Final
 from sqlalchemy import Connection, Engine, exists, func, select
 
 from broker.audit import merkle
-from broker.audit.checkpoint import Checkpoint, format_receipt, verifier_key
+from broker.audit.checkpoint import Checkpoint, Verifier, format_receipt, verifier_key
 from broker.audit.entry import parse_json
 from broker.audit.signer import (
     CheckpointRefused,
@@ -37,10 +37,12 @@ from broker.audit.tables import (
     audit_node,
     audit_subject_entry,
     chunks,
+    entry_rows,
+    entry_seq,
     node_source,
     tree_size,
 )
-from broker.audit.verify import Problem, verify_log
+from broker.audit.verify import Problem, VerifyReport, verify_export, verify_log
 from broker.clock import as_utc, rfc3339, utcnow
 from broker.errors import AuditUnavailable, FieldProblem, NotFound, ValidationFailed
 
@@ -56,7 +58,7 @@ def b64(data: bytes) -> str:
     return base64.b64encode(data).decode("ascii")
 
 
-def _invalid(loc: tuple[str | int, ...], message: str) -> ValidationFailed:
+def invalid(loc: tuple[str | int, ...], message: str) -> ValidationFailed:
     return ValidationFailed("The request is not valid; see `errors`.",
                             errors=[FieldProblem(loc, message)])
 
@@ -130,10 +132,10 @@ def decode_cursor(cursor: str) -> int:
     try:
         raw = base64.urlsafe_b64decode(cursor.encode("ascii") + b"==").decode("ascii")
     except (ValueError, binascii.Error, UnicodeError):
-        raise _invalid(("query", "cursor"), "not a cursor of this list") from None
+        raise invalid(("query", "cursor"), "not a cursor of this list") from None
     number = raw.removeprefix(CURSOR_PREFIX)
     if not raw.startswith(CURSOR_PREFIX) or not number.isdigit() or len(number) > 19:
-        raise _invalid(("query", "cursor"), "not a cursor of this list")
+        raise invalid(("query", "cursor"), "not a cursor of this list")
     return int(number)
 
 
@@ -153,7 +155,7 @@ def list_entries(
 ) -> tuple[list[dict[str, Any]], str | None]:
     """Entries newest first, filtered and limited to the scope, paged by an opaque cursor."""
     if not 1 <= limit <= 1000:
-        raise _invalid(("query", "limit"), "must be between 1 and 1000")
+        raise invalid(("query", "limit"), "must be between 1 and 1000")
     before = decode_cursor(cursor) if cursor else None
     query = select(audit_entry.c.seq, audit_entry.c.bytes)
     conditions = [
@@ -259,13 +261,13 @@ def _proof(conn: Connection, plan: merkle.Plan) -> list[bytes]:
 
 def _check_size(conn: Connection, size: int, name: str) -> None:
     if size > tree_size(conn):
-        raise _invalid(("query", name), "larger than the log")
+        raise invalid(("query", name), "larger than the log")
 
 
 def inclusion(engine: Engine, seq: int, size: int) -> dict[str, Any]:
     """The RFC 9162 inclusion proof of entry `seq` in the tree of `size` entries."""
     if not 0 <= seq < size:
-        raise _invalid(("query", "seq"), "must be at least 0 and below size")
+        raise invalid(("query", "seq"), "must be at least 0 and below size")
     with engine.connect() as conn:
         _check_size(conn, size, "size")
         hashes = _proof(conn, merkle.inclusion_proof_nodes(seq, size))
@@ -275,7 +277,7 @@ def inclusion(engine: Engine, seq: int, size: int) -> dict[str, Any]:
 def consistency(engine: Engine, first: int, second: int) -> dict[str, Any]:
     """The RFC 9162 consistency proof from the tree of `first` to the tree of `second`."""
     if not 0 <= first <= second:
-        raise _invalid(("query", "from"), "must be at least 0 and at most `to`")
+        raise invalid(("query", "from"), "must be at least 0 and at most `to`")
     with engine.connect() as conn:
         _check_size(conn, second, "to")
         hashes = _proof(conn, merkle.consistency_proof_nodes(first, second))
@@ -315,26 +317,30 @@ def checkpoint_follows(
 # --- Export ---
 
 
-def _entries(conn: Connection, size: int) -> Iterator[tuple[int, bytes, bytes]]:
-    """(seq, bytes, leaf hash) of every entry below `size`, in seq order, page by page."""
-    after = -1
-    while True:
-        rows = conn.execute(
-            select(audit_entry.c.seq, audit_entry.c.bytes, audit_entry.c.leaf_hash)
-            .where(audit_entry.c.seq > after, audit_entry.c.seq < size)
-            .order_by(audit_entry.c.seq)
-            .limit(PAGE)
-        ).all()
-        for seq, data, leaf in rows:
-            yield int(seq), bytes(data), bytes(leaf)
-        if len(rows) < PAGE:
-            return
-        after = int(rows[-1][0])
+def _line(obj: dict[str, Any]) -> str:
+    """One export line: compact JSON (ASCII) in a fixed key order, so every byte counts."""
+    return json.dumps(obj, separators=(",", ":")) + "\n"
+
+
+def export_entry_line(seq: int, data: bytes, leaf: bytes) -> str:
+    return _line({"seq": seq, "entry_b64": b64(data), "leaf_hash": b64(leaf)})
+
+
+def export_trailer(origin: str, checkpoint: StoredCheckpoint) -> dict[str, Any]:
+    """The export's last object: the checkpoint without its unsigned `time`, so nothing in
+    an export is left that verification does not check."""
+    view = checkpoint_view(origin, checkpoint)
+    del view["time"]
+    return view
 
 
 def export_lines(engine: Engine, signer: CheckpointSigner) -> Iterator[str]:
     """The log as JSON Lines: one object per entry, then the latest checkpoint (signed now
-    so that it covers the whole export, unless the signer refuses: then the last one)."""
+    so that it covers the whole export, unless the signer refuses: then the last one).
+
+    The checkpoint is settled before the first line, so a failure is an error answer,
+    never a stream cut short.
+    """
     try:
         checkpoint = signer.sign()
     except CheckpointRefused:
@@ -345,9 +351,51 @@ def export_lines(engine: Engine, signer: CheckpointSigner) -> Iterator[str]:
         checkpoint = latest
     with engine.connect() as conn:
         size = max(tree_size(conn), checkpoint.size)
-        for seq, data, leaf in _entries(conn, size):
-            yield json.dumps({"seq": seq, "entry_b64": b64(data), "leaf_hash": b64(leaf)}) + "\n"
-    yield json.dumps(checkpoint_view(signer.origin, checkpoint)) + "\n"
+
+    def lines() -> Iterator[str]:
+        with engine.connect() as conn:
+            for seq, data, leaf in entry_rows(conn, size):
+                yield export_entry_line(seq, data, leaf)
+        yield _line(export_trailer(signer.origin, checkpoint))
+
+    return lines()
+
+
+def _strict_lines(lines: Iterable[bytes], problems: list[Problem]) -> Iterator[str]:
+    """Pass each export line on, noting any that is not exactly as `export_lines` writes
+    it (whitespace, key order, base64 spelling, a derived checkpoint field changed)."""
+    for number, raw in enumerate(lines, start=1):
+        try:
+            line = raw.decode("utf-8")
+            obj = json.loads(line)
+            if "note" in obj:
+                key_id, signature = _note_signature(obj["note"])
+                expected = {**obj, "key_id": key_id, "signature": signature}
+            else:
+                expected = {"seq": obj["seq"],
+                            "entry_b64": b64(base64.b64decode(obj["entry_b64"], validate=True)),
+                            "leaf_hash": b64(base64.b64decode(obj["leaf_hash"], validate=True))}
+            exact = _line(expected) == line
+        except (ValueError, TypeError, KeyError, binascii.Error, AttributeError):
+            exact = False
+            line = ""
+        if not exact:
+            problems.append(Problem(None, "export_not_exact",
+                                    f"line {number} is not exactly as the broker exports it"))
+        yield line
+
+
+def verify_export_file(
+    lines: Iterable[bytes], verifier: Verifier | Iterable[Verifier]
+) -> VerifyReport:
+    """Verify an export offline with only the checkpoint verifier key: the entries, the
+    final signed checkpoint, and that every line is byte for byte as exported."""
+    strict: list[Problem] = []
+    report = verify_export(_strict_lines(lines, strict), verifier)
+    if strict:
+        report.problems.extend(strict)
+        report.ok = False
+    return report
 
 
 # --- Live verification ---
@@ -447,15 +495,6 @@ def node_problems(conn: Connection, size: int) -> list[Problem]:
     return problems
 
 
-def _inner_seq(data: bytes) -> int | None:
-    """The `seq` an entry's canonical bytes name (the last top-level key but two)."""
-    at = data.rfind(b',"seq":')
-    if at < 0:
-        return None
-    digits = data[at + 7 : data.find(b",", at + 7)]
-    return int(digits) if digits.isdigit() and len(digits) <= 19 else None
-
-
 class _Displacements:
     """Spots an entry stored at a later position than its own seq, and tells a replayed
     copy (same bytes as the row at its seq: the later row is bad, as `verify_log` says)
@@ -469,7 +508,7 @@ class _Displacements:
         self, rows: Iterable[tuple[int, bytes, bytes]]
     ) -> Iterator[tuple[int, bytes, bytes]]:
         for seq, data, leaf in rows:
-            inner = _inner_seq(data)
+            inner = entry_seq(data)
             if inner is not None and inner < seq and len(self.problems) < MAX_NODE_PROBLEMS:
                 self._check(seq, inner, data)
             yield seq, data, leaf
@@ -503,7 +542,7 @@ def verify_live(engine: Engine, signer: CheckpointSigner) -> LiveReport:
             notes.append(Checkpoint(remembered.origin, remembered.size, remembered.root))
         displaced = _Displacements(conn)
         report = verify_log(
-            displaced.watch(_entries(conn, size)), notes, signer.verifiers(), signer.origin
+            displaced.watch(entry_rows(conn, size)), notes, signer.verifiers(), signer.origin
         )
         extra.extend(displaced.problems)
         extra.extend(node_problems(conn, size))

@@ -161,7 +161,7 @@ class CheckpointSigner:
         *,
         state_path: Path | None = None,
     ) -> None:
-        self._engine = engine
+        self.engine = engine
         self._keys = keys
         self.origin = settings.audit_origin
         self.key_name = settings.checkpoint_key_name
@@ -172,6 +172,11 @@ class CheckpointSigner:
         self._mutex = threading.Lock()
 
     # -- keys --
+
+    def use_keys(self, keys: KeyRing) -> None:
+        """Switch to a reloaded key ring (one assignment: a signature in progress finishes
+        with the ring it started with)."""
+        self._keys = keys
 
     def verifier(self) -> Verifier:
         """The verifier of the active checkpoint key (what new checkpoints are signed with)."""
@@ -243,7 +248,7 @@ class CheckpointSigner:
             state = self.remembered()
         except CheckpointRefused as exc:
             return exc.detail
-        with self._engine.connect() as conn:
+        with self.engine.connect() as conn:
             size = tree_size(conn)
             try:
                 root = stored_root(conn, size)
@@ -256,7 +261,7 @@ class CheckpointSigner:
         when it already covers exactly this head); CheckpointRefused on a rewritten log."""
         with self._mutex, _exclusive(self._lock_path):
             state = self.remembered()
-            with self._engine.connect() as conn:
+            with self.engine.connect() as conn:
                 size = tree_size(conn)
                 try:
                     root = stored_root(conn, size)
@@ -287,7 +292,7 @@ class CheckpointSigner:
         now = utcnow()
         key = self._keys.active_checkpoint
         note = signed_checkpoint(self.origin, size, root, self.key_name, key.private_key)
-        with self._engine.begin() as conn:
+        with self.engine.begin() as conn:
             new_id = conn.execute(
                 audit_checkpoint.insert()
                 .values(size=size, root_hash=root, time=now, note=note)

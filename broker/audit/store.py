@@ -16,6 +16,7 @@ it is rebuilt from stored nodes in O(log n) reads.
 from __future__ import annotations
 
 import _thread
+import json
 import logging
 import queue
 import secrets
@@ -40,6 +41,7 @@ from broker.audit.tables import (
     audit_subject,
     audit_subject_entry,
     chunks,
+    entry_seq,
     frontier,
     read_nodes,
     tree_tail,
@@ -217,11 +219,12 @@ def _build(
 
 
 def extend_checked(
-    conn: Connection, cached: merkle.CompactRange, size: int
+    conn: Connection, cached: merkle.CompactRange, size: int, origin: str
 ) -> merkle.CompactRange:
-    """Extend our frontier by the rows another appender wrote since, checking each leaf
-    hash and the nodes it stored: a row slipped in behind the appenders' backs (wrong
-    leaf hash, no nodes) is refused instead of being built into every later root."""
+    """Extend our frontier by the rows another appender wrote since, checking each row's
+    leaf hash, seq and origin and the nodes it completed: a row slipped in behind the
+    appenders' backs is refused (fail closed) instead of being built into every later
+    root. These checks are cheap (no parsing); live verification does the full ones."""
     rows = conn.execute(
         select(audit_entry.c.seq, audit_entry.c.bytes, audit_entry.c.leaf_hash)
         .where(audit_entry.c.seq >= cached.size, audit_entry.c.seq < size)
@@ -229,8 +232,15 @@ def extend_checked(
     ).all()
     tree = cached.copy()
     completed: list[tuple[int, int, bytes]] = []
-    for seq, data, leaf in rows:
-        if int(seq) != tree.size or merkle.leaf_hash(bytes(data)) != bytes(leaf):
+    origin_member = b'"origin":' + json.dumps(origin).encode()
+    for seq, raw, leaf in rows:
+        data = bytes(raw)
+        if (
+            int(seq) != tree.size
+            or entry_seq(data) != tree.size
+            or origin_member not in data
+            or merkle.leaf_hash(data) != bytes(leaf)
+        ):
             raise TreeDamaged(f"entry {tree.size} was not written by an appender")
         completed.extend(tree.append(bytes(leaf)))
     if tree.size != size:
@@ -306,6 +316,12 @@ class AuditLog:
         if self._thread is not None:
             self._queue.put(_STOP)
             self._thread.join()
+
+    def use_keys(self, keys: KeyRing) -> None:
+        """Switch to a reloaded key ring (after a rotation): later checkpoints use its
+        active checkpoint key, and verification accepts every version it holds."""
+        self._keys = keys
+        self.signer.use_keys(keys)
 
     @property
     def healthy(self) -> bool:
@@ -431,7 +447,7 @@ class AuditLog:
         if cached.size == size and self._cache_tail == tail:
             return cached.copy(), tail
         if cached.size < size <= cached.size + FOREIGN_CHECK_LIMIT:
-            return extend_checked(conn, cached, size), tail
+            return extend_checked(conn, cached, size, self._origin), tail
         return frontier(conn, size), tail
 
     def _write(self, units: list[_Unit]) -> tuple[merkle.CompactRange, bytes | None]:

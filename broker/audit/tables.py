@@ -133,6 +133,20 @@ def tree_tail(conn: Connection) -> tuple[int, bytes | None]:
     return int(row[0]) + 1, bytes(row[1])
 
 
+def entry_seq(data: bytes) -> int | None:
+    """The `seq` that canonical entry bytes name, found without parsing them.
+
+    In RFC 8785 key order the top-level `seq` follows every nested object (`actor`,
+    `items`, `objects`, `policy`), so its key is the last `,"seq":` in the bytes.
+    """
+    at = data.rfind(b',"seq":')
+    if at < 0:
+        return None
+    end = data.find(b",", at + 7)
+    digits = data[at + 7 : end if end >= 0 else len(data)]
+    return int(digits) if digits.isdigit() and len(digits) <= 19 else None
+
+
 def tree_size(conn: Connection) -> int:
     return tree_tail(conn)[0]
 
@@ -181,3 +195,21 @@ def stored_root(conn: Connection, size: int) -> bytes:
 def frontier(conn: Connection, size: int) -> merkle.CompactRange:
     """The tree's right frontier at `size`, rebuilt from stored nodes."""
     return merkle.CompactRange.from_nodes(size, node_source(conn, merkle.root_nodes(size)))
+
+
+def entry_rows(conn: Connection, size: int, page: int = 2000) -> Iterator[tuple[int, bytes, bytes]]:
+    """(seq, bytes, leaf hash) of every entry below `size` in seq order, a page per query
+    (short statements: no cursor held open across a long verification or export)."""
+    after = -1
+    while True:
+        rows = conn.execute(
+            select(audit_entry.c.seq, audit_entry.c.bytes, audit_entry.c.leaf_hash)
+            .where(audit_entry.c.seq > after, audit_entry.c.seq < size)
+            .order_by(audit_entry.c.seq)
+            .limit(page)
+        ).all()
+        for seq, data, leaf in rows:
+            yield int(seq), bytes(data), bytes(leaf)
+        if len(rows) < page:
+            return
+        after = int(rows[-1][0])

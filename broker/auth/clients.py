@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Any, Final
 
 from cryptography.hazmat.primitives.asymmetric import ec
 from sqlalchemy import Connection, Dialect, Engine, Table, bindparam, delete, insert, select, update
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 
 from broker.actors import Actor, system_actor
 from broker.auth import secrets, tokens
@@ -228,8 +228,11 @@ def load_client(engine: Engine, client_id: str) -> Client | None:
     """A client row by id, revoked or not."""
     if not is_client_id(client_id):
         return None
-    with engine.connect() as conn:
-        row = conn.execute(select(CLIENTS).where(CLIENTS.c.id == client_id)).mappings().first()
+    try:
+        with engine.connect() as conn:
+            row = conn.execute(select(CLIENTS).where(CLIENTS.c.id == client_id)).mappings().first()
+    except SQLAlchemyError as exc:
+        raise ServiceUnavailable("The client store is not reachable.") from exc
     return Client.model_validate(dict(row)) if row else None
 
 
@@ -354,6 +357,8 @@ def consume_jti(engine: Engine, client_id: str, jti: str, expires_at: datetime) 
                 client_id=client_id, jti=jti, expires_at=expires_at))
     except IntegrityError:
         raise InvalidClient("assertion jti replayed") from None
+    except SQLAlchemyError as exc:
+        raise ServiceUnavailable("The client store is not reachable.") from exc
 
 
 def _maybe_prune(conn: Connection) -> None:

@@ -146,7 +146,8 @@ def install_fault(env: LogEnv) -> None:
 
 def remove_fault(env: LogEnv) -> None:
     with env.engine.begin() as conn:
-        conn.exec_driver_sql("DROP TRIGGER audit_fault" + (" ON audit_node" if env.postgres else ""))
+        where = " ON audit_node" if env.postgres else ""
+        conn.exec_driver_sql("DROP TRIGGER audit_fault" + where)
 
 
 @pytest.mark.parametrize("threaded", [False, True])

@@ -126,9 +126,10 @@ def served(env: dict[str, str], tmp_path: Path) -> Iterator[tuple[str, list[dict
     seeded = broker(env, "demo", "seed", "--clients-file", str(clients_file))
     assert "seeded" in seeded.stdout
     port = _free_port()
+    log = (tmp_path / "serve.log").open("wb")
     process = subprocess.Popen(
         [sys.executable, "-m", "broker", "serve", "--port", str(port), "--workers", "2"],
-        env=env, cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+        env=env, cwd=REPO, stdout=log, stderr=subprocess.STDOUT,
     )
     base = f"http://127.0.0.1:{port}"
     try:
@@ -140,11 +141,12 @@ def served(env: dict[str, str], tmp_path: Path) -> Iterator[tuple[str, list[dict
             except OSError:
                 time.sleep(0.2)
         else:
-            raise AssertionError("broker did not become ready")
+            raise AssertionError("broker did not become ready:\n" + (tmp_path / "serve.log").read_text())
         yield base, json.loads(clients_file.read_text())
     finally:
         process.terminate()
         process.wait(timeout=20)
+        log.close()
 
 
 def test_demo_broker_serves_the_seeded_street(served: tuple[str, list[dict[str, Any]]]) -> None:

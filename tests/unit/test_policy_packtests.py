@@ -176,6 +176,3 @@ def test_bad_usage_exits_2() -> None:
     with pytest.raises(SystemExit) as caught:
         run("policy", "explain", "--recipient", "gemeente")
     assert caught.value.code == 2
-    with pytest.raises(SystemExit) as caught:
-        run("policy", "load", "somewhere")  # `load` belongs to the lead's command module
-    assert caught.value.code == 2

@@ -23,7 +23,7 @@ def ring(tmp_path_factory: pytest.TempPathFactory) -> KeyRing:
 @given(data=st.binary(max_size=2000), aad=st.binary(min_size=1, max_size=40))
 def test_seal_round_trips(ring: KeyRing, data: bytes, aad: bytes) -> None:
     sealed = seal(ring.active("master"), data, aad)
-    assert data not in sealed.ciphertext or not data
+    assert len(data) < 8 or data not in sealed.ciphertext
     assert unseal(ring, sealed.key_version, sealed.wrapped_key, sealed.ciphertext, aad) == data
 
 
