@@ -41,7 +41,11 @@ def person_tag(keys: KeyRing, acting_user: str) -> str:
 
 
 def client_actor(
-    keys: KeyRing, *, client_id: str, org: str, roles: frozenset[str] | tuple[str, ...],
+    keys: KeyRing,
+    *,
+    client_id: str,
+    org: str,
+    roles: frozenset[str] | tuple[str, ...],
     acting_user: str | None,
 ) -> Actor:
     """The actor of a request made with a client's token."""
@@ -74,5 +78,10 @@ class Principal(Protocol):
 
 def actor_of(keys: KeyRing, caller: Principal) -> Actor:
     """The actor of a request made by an authenticated caller."""
-    return client_actor(keys, client_id=caller.client_id, org=caller.org,
-                        roles=tuple(caller.roles), acting_user=caller.acting_user)
+    return client_actor(
+        keys,
+        client_id=caller.client_id,
+        org=caller.org,
+        roles=tuple(caller.roles),
+        acting_user=caller.acting_user,
+    )

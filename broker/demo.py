@@ -20,12 +20,42 @@ from broker.policy.model import AttributeSpec, Category
 STREET = "Kanaalstraat"
 CITY = "Zuidhaven"
 POSTCODES = ("3072AB", "3072AC", "3072AD")
-FIRST_NAMES = ("Sem", "Noa", "Daan", "Lotte", "Milan", "Yara", "Finn", "Sara", "Bram", "Iris",
-               "Levi", "Fleur")
-LAST_NAMES = ("de Vries", "Jansen", "Bakker", "Visser", "Smit", "Meijer", "de Boer", "Mulder",
-              "de Groot", "Bos", "Vos", "Peters")
-COMPANIES = ("Kapsalon Kanaal", "Belwinkel De Brug", "Shisha Lounge Haven", "Autoverhuur Zuid",
-             "Minimarkt Kanaalstraat", "Nagelstudio Lila")
+FIRST_NAMES = (
+    "Sem",
+    "Noa",
+    "Daan",
+    "Lotte",
+    "Milan",
+    "Yara",
+    "Finn",
+    "Sara",
+    "Bram",
+    "Iris",
+    "Levi",
+    "Fleur",
+)
+LAST_NAMES = (
+    "de Vries",
+    "Jansen",
+    "Bakker",
+    "Visser",
+    "Smit",
+    "Meijer",
+    "de Boer",
+    "Mulder",
+    "de Groot",
+    "Bos",
+    "Vos",
+    "Peters",
+)
+COMPANIES = (
+    "Kapsalon Kanaal",
+    "Belwinkel De Brug",
+    "Shisha Lounge Haven",
+    "Autoverhuur Zuid",
+    "Minimarkt Kanaalstraat",
+    "Nagelstudio Lila",
+)
 
 
 @dataclass(frozen=True)
@@ -42,20 +72,28 @@ def build_street(rng: random.Random) -> Street:
     addresses = []
     for number in range(1, 37):
         postcode = POSTCODES[(number - 1) // 12]
-        addresses.append({
-            "bag_id": f"0599010000{number:06d}",
-            "location": {"postcode": postcode, "house_number": number, "street": STREET,
-                         "city": CITY},
-        })
+        addresses.append(
+            {
+                "bag_id": f"0599010000{number:06d}",
+                "location": {
+                    "postcode": postcode,
+                    "house_number": number,
+                    "street": STREET,
+                    "city": CITY,
+                },
+            }
+        )
     persons = []
     for i in range(12):
         birth = date(1960, 1, 1) + timedelta(days=rng.randrange(0, 365 * 40))
-        persons.append({
-            "bsn": valid_bsn_from(100_000 + i * 7919),
-            "name": f"{FIRST_NAMES[i]} {LAST_NAMES[i]}",
-            "birthdate": birth.isoformat(),
-            "home": addresses[rng.randrange(len(addresses))],
-        })
+        persons.append(
+            {
+                "bsn": valid_bsn_from(100_000 + i * 7919),
+                "name": f"{FIRST_NAMES[i]} {LAST_NAMES[i]}",
+                "birthdate": birth.isoformat(),
+                "home": addresses[rng.randrange(len(addresses))],
+            }
+        )
     companies = [
         {"kvk": f"{90000000 + i * 1237:08d}", "name": name, "home": addresses[3 + i * 5]}
         for i, name in enumerate(COMPANIES)
@@ -90,19 +128,26 @@ def _attributes(rng: random.Random, category: Category) -> dict[str, Any]:
     }
 
 
-def _subject(rng: random.Random, street: Street, subject_type: str) -> tuple[dict[str, Any], dict[str, Any] | None]:
+def _subject(
+    rng: random.Random, street: Street, subject_type: str
+) -> tuple[dict[str, Any], dict[str, Any] | None]:
     if subject_type == "address":
         address = rng.choice(street.addresses)
         return {"type": "address", "bag_id": address["bag_id"]}, dict(address["location"])
     if subject_type == "person":
         person = rng.choice(street.persons)
-        subject = {"type": "person", "bsn": person["bsn"], "name": person["name"],
-                   "birthdate": person["birthdate"]}
+        subject = {
+            "type": "person",
+            "bsn": person["bsn"],
+            "name": person["name"],
+            "birthdate": person["birthdate"],
+        }
         return subject, dict(person["home"]["location"])
     if subject_type == "company":
         company = rng.choice(street.companies)
         return {"type": "company", "kvk": company["kvk"], "name": company["name"]}, dict(
-            company["home"]["location"])
+            company["home"]["location"]
+        )
     return {"type": "vehicle", "plate": rng.choice(street.vehicles)}, None
 
 
@@ -120,8 +165,9 @@ DESCRIPTIONS = {
 }
 
 
-def demo_signals(pack: Pack, *, seed: int = 2026, per_category: int = 5,
-                 now: datetime | None = None) -> list[tuple[str, dict[str, Any]]]:
+def demo_signals(
+    pack: Pack, *, seed: int = 2026, per_category: int = 5, now: datetime | None = None
+) -> list[tuple[str, dict[str, Any]]]:
     """(source organisation, signal body) pairs for every category of the pack."""
     rng = random.Random(seed)  # noqa: S311 - reproducible demo data, not security
     street = build_street(rng)
@@ -136,8 +182,9 @@ def demo_signals(pack: Pack, *, seed: int = 2026, per_category: int = 5,
                 "category": category_id,
                 "legal_basis": category.legal_bases[i % len(category.legal_bases)],
                 "subject": subject,
-                "observed_at": (now - timedelta(days=rng.randrange(1, 120), hours=rng.randrange(0, 12))).isoformat(
-                    timespec="seconds"),
+                "observed_at": (
+                    now - timedelta(days=rng.randrange(1, 120), hours=rng.randrange(0, 12))
+                ).isoformat(timespec="seconds"),
                 "description": DESCRIPTIONS.get(category_id, "Waarneming in het aandachtsgebied"),
                 "attributes": _attributes(rng, category),
             }

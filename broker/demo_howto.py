@@ -17,11 +17,13 @@ def howto(clients_file: Path, base_url: str) -> str:
         "",
         "Try it: get a token as the municipality's system client, then list the purposes:",
         "",
-        f"  TOKEN=$(curl -s -d grant_type=client_credentials -d client_id={gemeente['client_id']} \\",
+        "  TOKEN=$(curl -s -d grant_type=client_credentials \\",
+        f"      -d client_id={gemeente['client_id']} \\",
         f"      -d client_secret={gemeente['client_secret']} {base_url}/oauth/token \\",
         "      | python3 -c 'import json,sys; print(json.load(sys.stdin)[\"access_token\"])')",
-        f"  curl -s -H \"Authorization: Bearer $TOKEN\" {base_url}/v1/purposes",
-        f"  curl -s -H \"Authorization: Bearer $TOKEN\" -H 'X-Acting-User: emp-1' {base_url}/v1/signals",
+        f'  curl -s -H "Authorization: Bearer $TOKEN" {base_url}/v1/purposes',
+        '  curl -s -H "Authorization: Bearer $TOKEN" -H "X-Acting-User: emp-1" \\',
+        f"      {base_url}/v1/signals",
         "",
     ]
     return "\n".join(lines)

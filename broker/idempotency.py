@@ -62,14 +62,18 @@ def replay(engine: Engine, keys: KeyRing, request: IdempotentRequest) -> Replay 
     """The stored first answer of this key, None if there is none; 409 if the body differs."""
     with engine.connect() as conn:
         row = conn.execute(
-            select(RECORD).where(RECORD.c.client_id == request.client_id, RECORD.c.key == request.key)
+            select(RECORD).where(
+                RECORD.c.client_id == request.client_id, RECORD.c.key == request.key
+            )
         ).first()
     if row is None:
         return None
     if row.route != request.route or row.request_hash != request.fingerprint:
         raise Conflict("This Idempotency-Key was used with another request.")
     try:
-        body = json.loads(unseal(keys, row.key_version, row.wrapped_key, row.ciphertext, request.aad))
+        body = json.loads(
+            unseal(keys, row.key_version, row.wrapped_key, row.ciphertext, request.aad)
+        )
     except Unreadable:
         raise Conflict("The first answer to this Idempotency-Key is no longer available.") from None
     return Replay(row.status_code, body)

@@ -137,10 +137,8 @@ def public_jwk(kid: str, key: ec.EllipticCurvePublicKey) -> dict[str, str]:
 def jwk_thumbprint(key: ec.EllipticCurvePublicKey) -> str:
     """RFC 7638 thumbprint of an EC public key, base64url."""
     numbers = key.public_numbers()
-    canonical = (
-        '{"crv":"P-256","kty":"EC","x":"%s","y":"%s"}'
-        % (_b64url_uint(numbers.x, 32), _b64url_uint(numbers.y, 32))
-    ).encode()
+    x, y = _b64url_uint(numbers.x, 32), _b64url_uint(numbers.y, 32)
+    canonical = f'{{"crv":"P-256","kty":"EC","x":"{x}","y":"{y}"}}'.encode()
     digest = hashlib.sha256(canonical).digest()
     return base64.urlsafe_b64encode(digest).rstrip(b"=").decode()
 

@@ -12,7 +12,6 @@ from datetime import datetime
 from sqlalchemy import Column, DateTime, Index, LargeBinary, UniqueConstraint
 from sqlmodel import Field, SQLModel
 
-
 TZ = DateTime(timezone=True)
 
 

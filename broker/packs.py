@@ -12,6 +12,7 @@ from pathlib import Path
 
 from sqlalchemy import Connection, select
 
+from broker.actors import Actor, system_actor
 from broker.audit.store import AuditLog
 from broker.clock import utcnow
 from broker.errors import PackInvalid
@@ -21,22 +22,21 @@ from broker.policy.load import Pack, load_pack, load_pack_from_text
 from broker.runtime import LivePolicy, Runtime
 
 _log = logging.getLogger("broker.policy")
-from broker.actors import Actor, system_actor
+VERSIONS = PolicyVersion.__table__  # type: ignore[attr-defined]
+LOADS = PolicyLoad.__table__  # type: ignore[attr-defined]
 
 
 def last_loaded_hash(conn: Connection) -> str | None:
-    row = conn.execute(
-        select(PolicyLoad.hash).order_by(PolicyLoad.id.desc()).limit(1)  # type: ignore[union-attr]
-    ).first()
+    row = conn.execute(select(LOADS.c.hash).order_by(LOADS.c.id.desc()).limit(1)).first()
     return row[0] if row else None
 
 
 def _store(conn: Connection, pack: Pack, by: str) -> None:
     now = utcnow()
-    known = conn.execute(select(PolicyVersion.hash).where(PolicyVersion.hash == pack.hash)).first()
+    known = conn.execute(select(VERSIONS.c.hash).where(VERSIONS.c.hash == pack.hash)).first()
     if known is None:
         conn.execute(
-            PolicyVersion.__table__.insert().values(  # type: ignore[attr-defined]
+            VERSIONS.insert().values(
                 hash=pack.hash,
                 pack=pack.name,
                 version=pack.version,
@@ -44,11 +44,7 @@ def _store(conn: Connection, pack: Pack, by: str) -> None:
                 first_loaded_at=now,
             )
         )
-    conn.execute(
-        PolicyLoad.__table__.insert().values(  # type: ignore[attr-defined]
-            hash=pack.hash, loaded_at=now, loaded_by=by[:100]
-        )
-    )
+    conn.execute(LOADS.insert().values(hash=pack.hash, loaded_at=now, loaded_by=by[:100]))
 
 
 def record_load(
@@ -91,9 +87,7 @@ def reload_from_dir(
 
 def stored_pack(conn: Connection, pack_hash: str) -> Pack | None:
     """A pack exactly as it was loaded, from history, for reading an old rule."""
-    row = conn.execute(
-        select(PolicyVersion.canonical).where(PolicyVersion.hash == pack_hash)
-    ).first()
+    row = conn.execute(select(VERSIONS.c.canonical).where(VERSIONS.c.hash == pack_hash)).first()
     if row is None:
         return None
     try:
@@ -108,7 +102,10 @@ def ensure_recorded(runtime: Runtime) -> None:
         previous = last_loaded_hash(conn)
     if previous != runtime.policy.pack.hash:
         record_load(
-            runtime.audit, runtime.policy.pack, actor=system_actor("startup"), request_id=None,
+            runtime.audit,
+            runtime.policy.pack,
+            actor=system_actor("startup"),
+            request_id=None,
             previous=previous,
         )
 

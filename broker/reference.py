@@ -82,8 +82,13 @@ def policy(live: LivePolicy, org: str, roles: frozenset[str]) -> dict[str, Any]:
 
 
 def explain(
-    live: LivePolicy, recipient: str, purpose: str, category: str, source: str,
-    legal_basis: str | None, now: datetime,
+    live: LivePolicy,
+    recipient: str,
+    purpose: str,
+    category: str,
+    source: str,
+    legal_basis: str | None,
+    now: datetime,
 ) -> dict[str, Any]:
     """A dry run over the live pack; discloses nothing."""
     return live.compiled.explain(recipient, purpose, category, source, legal_basis, now).as_dict()

@@ -150,5 +150,3 @@ class HealthOut(BaseModel):
 class ReadyOut(BaseModel):
     status: str
     checks: dict[str, bool]
-
-

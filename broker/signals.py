@@ -57,7 +57,9 @@ class Prepared:
     subject_kind: str  # the index kind that names the subject
 
 
-def _check_subject(body: SignalIn, loc: tuple[str | int, ...]) -> tuple[dict[str, Any], list[FieldProblem]]:
+def _check_subject(
+    body: SignalIn, loc: tuple[str | int, ...]
+) -> tuple[dict[str, Any], list[FieldProblem]]:
     subject = body.subject
     given = {k for k, v in subject.model_dump(exclude={"type"}).items() if v is not None}
     problems = [
@@ -96,7 +98,9 @@ def _check_location(
 ) -> tuple[dict[str, Any] | None, list[FieldProblem]]:
     if body.location is None:
         if body.subject.type == "address" and body.subject.bag_id is None:
-            return None, [FieldProblem((*loc, "location"), "an address needs a bag_id or a location")]
+            return None, [
+                FieldProblem((*loc, "location"), "an address needs a bag_id or a location")
+            ]
         return None, []
     location = body.location.model_dump(exclude_none=True)
     problems = []
@@ -108,8 +112,10 @@ def _check_location(
             location["postcode"] = postcode
     if "house_letter" in location:
         location["house_letter"] = location["house_letter"].upper()
-    if body.subject.type == "address" and body.subject.bag_id is None and not (
-        "postcode" in location and "house_number" in location
+    if (
+        body.subject.type == "address"
+        and body.subject.bag_id is None
+        and not ("postcode" in location and "house_number" in location)
     ):
         problems.append(
             FieldProblem((*loc, "location"), "an address needs a bag_id or a postcode and number")
@@ -118,14 +124,18 @@ def _check_location(
 
 
 def _index_values(subject: dict[str, Any], location: dict[str, Any] | None) -> dict[str, str]:
-    index = {k: subject[k] for k in ("bsn", "kvk", "plate", "bag_id") if k in subject}
+    index: dict[str, str] = {
+        k: subject[k] for k in ("bsn", "kvk", "plate", "bag_id") if k in subject
+    }
     if location and "postcode" in location:
         index["pc6"] = location["postcode"]
         index["pc4"] = location["postcode"][:4]
         if "house_number" in location:
             index["address"] = address_key(
-                location["postcode"], location["house_number"],
-                location.get("house_letter"), location.get("addition"),
+                location["postcode"],
+                location["house_number"],
+                location.get("house_letter"),
+                location.get("addition"),
             )
     return index
 
@@ -135,18 +145,26 @@ def address_key(postcode: str, number: int, letter: str | None, addition: str | 
     return "|".join([postcode, str(number), (letter or "").upper(), (addition or "").upper()])
 
 
-def prepare(pack: Pack, org: str, body: SignalIn, loc: tuple[str | int, ...] = ("body",)) -> Prepared:
+def prepare(
+    pack: Pack, org: str, body: SignalIn, loc: tuple[str | int, ...] = ("body",)
+) -> Prepared:
     """Validate one signal against the pack; ValidationFailed names every problem."""
     problems: list[FieldProblem] = []
     category = pack.category(body.category)
     if category is None:
-        raise ValidationFailed("Unknown category.", errors=[FieldProblem((*loc, "category"), "unknown category")])
+        raise ValidationFailed(
+            "Unknown category.", errors=[FieldProblem((*loc, "category"), "unknown category")]
+        )
     if org not in category.contributors:
-        problems.append(FieldProblem((*loc, "category"), "your organisation may not contribute this category"))
+        problems.append(
+            FieldProblem((*loc, "category"), "your organisation may not contribute this category")
+        )
     if body.legal_basis not in category.legal_bases:
         problems.append(FieldProblem((*loc, "legal_basis"), "not a legal basis of this category"))
     if body.subject.type not in category.subject_types:
-        problems.append(FieldProblem((*loc, "subject", "type"), "subject type does not fit the category"))
+        problems.append(
+            FieldProblem((*loc, "subject", "type"), "subject type does not fit the category")
+        )
     subject, subject_problems = _check_subject(body, loc)
     location, location_problems = _check_location(body, loc)
     problems += subject_problems + location_problems
@@ -176,7 +194,8 @@ def prepare_all(
     pack: Pack, org: str, bodies: Sequence[SignalIn], *, batch: bool = True
 ) -> list[Prepared]:
     """Validate a batch; one ValidationFailed naming every failing index."""
-    prepared, problems = [], []
+    prepared: list[Prepared] = []
+    problems: list[FieldProblem] = []
     for position, body in enumerate(bodies):
         loc: tuple[str | int, ...] = ("body", "signals", position) if batch else ("body",)
         try:
@@ -284,18 +303,23 @@ def create_signals(
 
 def _readable(keys: KeyRing, row: Any) -> dict[str, Any]:
     try:
-        payload = json.loads(unseal(keys, row.key_version, row.wrapped_key, row.ciphertext, row.id.encode()))
+        payload = json.loads(
+            unseal(keys, row.key_version, row.wrapped_key, row.ciphertext, row.id.encode())
+        )
     except Unreadable:
         raise NotFound("No such signal.") from None
-    return _answer(row.id, row.source, payload, as_utc(row.received_at), as_utc(row.retention_until))
+    return _answer(
+        row.id, row.source, payload, as_utc(row.received_at), as_utc(row.retention_until)
+    )
 
 
 def get_signal(runtime: Runtime, org: str, signal_id: str) -> dict[str, Any]:
     """One of the caller's own organisation's signals, in full; 404 for any other."""
     with runtime.engine.connect() as conn:
         row = conn.execute(
-            select(SIGNAL).where(SIGNAL.c.id == signal_id, SIGNAL.c.source == org,
-                                 SIGNAL.c.erased_at.is_(None))
+            select(SIGNAL).where(
+                SIGNAL.c.id == signal_id, SIGNAL.c.source == org, SIGNAL.c.erased_at.is_(None)
+            )
         ).first()
     if row is None:
         raise NotFound("No such signal.")
@@ -309,7 +333,8 @@ def _decode_cursor(cursor: str) -> tuple[datetime, str]:
         return as_utc(datetime.fromisoformat(moment)), signal_id
     except (ValueError, binascii.Error, UnicodeDecodeError):
         raise ValidationFailed(
-            "Invalid cursor.", errors=[FieldProblem(("query", "cursor"), "not a cursor of this list")]
+            "Invalid cursor.",
+            errors=[FieldProblem(("query", "cursor"), "not a cursor of this list")],
         ) from None
 
 
@@ -339,8 +364,10 @@ def list_signals(
     if cursor:
         moment, last_id = _decode_cursor(cursor)
         query = query.where(
-            or_(SIGNAL.c.received_at < moment,
-                and_(SIGNAL.c.received_at == moment, SIGNAL.c.id < last_id))
+            or_(
+                SIGNAL.c.received_at < moment,
+                and_(SIGNAL.c.received_at == moment, SIGNAL.c.id < last_id),
+            )
         )
     query = query.order_by(SIGNAL.c.received_at.desc(), SIGNAL.c.id.desc()).limit(limit + 1)
     with runtime.engine.connect() as conn:
@@ -352,8 +379,14 @@ def list_signals(
 
 
 def erase_signal(
-    runtime: Runtime, actor: Actor, org: str, signal_id: str, *, request_id: str | None,
-    action: str = "signal_erased", reason: str | None = "retracted",
+    runtime: Runtime,
+    actor: Actor,
+    org: str,
+    signal_id: str,
+    *,
+    request_id: str | None,
+    action: str = "signal_erased",
+    reason: str | None = "retracted",
 ) -> None:
     """Destroy a signal's data key and index tokens (crypto-shredding), audited."""
     with runtime.engine.connect() as conn:
@@ -381,8 +414,14 @@ def erase_signal(
         "reason": reason,
         "actor": actor.as_entry(),
         "request_id": request_id,
-        "items": [{"signal_id": signal_id, "category": row.category, "source": org,
-                   "legal_basis": row.legal_basis}],
+        "items": [
+            {
+                "signal_id": signal_id,
+                "category": row.category,
+                "source": org,
+                "legal_basis": row.legal_basis,
+            }
+        ],
     }
     runtime.audit.record(draft, work=work)
 
@@ -414,8 +453,12 @@ def run_retention(runtime: Runtime, actor: Actor, *, now: datetime | None = None
         "actor": actor.as_entry(),
         "request_id": None,
         "items": [
-            {"signal_id": r.id, "category": r.category, "source": r.source,
-             "legal_basis": r.legal_basis}
+            {
+                "signal_id": r.id,
+                "category": r.category,
+                "source": r.source,
+                "legal_basis": r.legal_basis,
+            }
             for r in rows
         ],
         "objects": {"erased": len(ids)},

@@ -8,6 +8,7 @@ a fresh directory under the system temp folder.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import socket
@@ -51,10 +52,8 @@ class Cluster:
         )
 
     def stop(self) -> None:
-        try:
+        with contextlib.suppress(subprocess.CalledProcessError):
             self._run("pg_ctl", "-D", str(self.directory / "data"), "-m", "immediate", "stop")
-        except subprocess.CalledProcessError:
-            pass
         shutil.rmtree(self.directory, ignore_errors=True)
 
 
@@ -74,14 +73,34 @@ def start_cluster(*, fsync: bool = False) -> Cluster:
     cluster = Cluster(directory, _free_port(), bindir, user)
     data = directory / "data"
     cluster._run(
-        "initdb", "-D", str(data), "-A", "trust", "-U", "postgres", "-E", "UTF8", "--no-sync",
+        "initdb",
+        "-D",
+        str(data),
+        "-A",
+        "trust",
+        "-U",
+        "postgres",
+        "-E",
+        "UTF8",
+        "--no-sync",
         "--locale=C",
     )
     options = f"-h 127.0.0.1 -p {cluster.port} -k {directory} -c max_connections=300"
     if not fsync:
         options += " -c fsync=off -c synchronous_commit=off -c full_page_writes=off"
-    cluster._run("pg_ctl", "-D", str(data), "-o", options, "-l", str(directory / "log"), "-w",
-                 "-t", "60", "start")
+    cluster._run(
+        "pg_ctl",
+        "-D",
+        str(data),
+        "-o",
+        options,
+        "-l",
+        str(directory / "log"),
+        "-w",
+        "-t",
+        "60",
+        "start",
+    )
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline:
         with socket.socket() as sock:

@@ -43,24 +43,33 @@ class RequestGuard:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        request_id = None
-        declared_length = None
-        for name, value in scope["headers"]:
-            if name == b"x-request-id" and _REQUEST_ID.match(value):
-                request_id = value.decode()
-            elif name == b"content-length":
-                declared_length = value
-            elif len(value) > self.max_header_bytes:
-                await self._refuse(scope, send, HeaderTooLarge(), request_id)
-                return
-        request_id = request_id or new_request_id()
+        request_id, declared_length, oversize = self._scan_headers(scope)
+        if oversize:
+            await self._refuse(scope, send, HeaderTooLarge(), request_id)
+            return
         scope.setdefault("state", {})["request_id"] = request_id
         if declared_length is not None and (
             not declared_length.isdigit() or int(declared_length) > self.max_body_bytes
         ):
             await self._refuse(scope, send, PayloadTooLarge(self._limit_text()), request_id)
             return
+        await self._forward(scope, receive, send, request_id)
 
+    def _scan_headers(self, scope: Scope) -> tuple[str, bytes | None, bool]:
+        """The request id to use, the declared body length, and whether a header is oversize."""
+        request_id = None
+        declared_length = None
+        oversize = False
+        for name, value in scope["headers"]:
+            if name == b"x-request-id" and _REQUEST_ID.match(value):
+                request_id = value.decode()
+            elif name == b"content-length":
+                declared_length = value
+            elif len(value) > self.max_header_bytes:
+                oversize = True
+        return request_id or new_request_id(), declared_length, oversize
+
+    async def _forward(self, scope: Scope, receive: Receive, send: Send, request_id: str) -> None:
         received = 0
         started = False
 

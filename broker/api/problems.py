@@ -73,9 +73,9 @@ def safe_loc(loc: Iterable[Any]) -> tuple[str | int, ...]:
     """A location with every segment that is not a plain field name or index masked."""
     cleaned: list[str | int] = []
     for part in loc:
-        if isinstance(part, int) and not isinstance(part, bool):
-            cleaned.append(part)
-        elif isinstance(part, str) and _PLAIN_NAME.match(part) and not part.isdigit():
+        index = isinstance(part, int) and not isinstance(part, bool)
+        name = isinstance(part, str) and bool(_PLAIN_NAME.match(part)) and not part.isdigit()
+        if index or name:
             cleaned.append(part)
         else:
             cleaned.append("*")
@@ -100,12 +100,14 @@ def validation_problems(errors: Sequence[Mapping[str, Any]]) -> list[FieldProble
 
 
 async def _on_broker_error(request: Request, exc: Exception) -> Response:
-    assert isinstance(exc, BrokerError)
+    if not isinstance(exc, BrokerError):  # registered for BrokerError only
+        return await _on_unexpected(request, exc)
     return problem_response(exc, request)
 
 
 async def _on_validation_error(request: Request, exc: Exception) -> Response:
-    assert isinstance(exc, RequestValidationError)
+    if not isinstance(exc, RequestValidationError):  # registered for it only
+        return await _on_unexpected(request, exc)
     problems = validation_problems(exc.errors())
     return problem_response(
         ValidationFailed("The request is not valid; see `errors`.", errors=problems), request
@@ -113,7 +115,8 @@ async def _on_validation_error(request: Request, exc: Exception) -> Response:
 
 
 async def _on_http_error(request: Request, exc: Exception) -> Response:
-    assert isinstance(exc, StarletteHTTPException)
+    if not isinstance(exc, StarletteHTTPException):  # registered for it only
+        return await _on_unexpected(request, exc)
     code, title = _HTTP_TITLES.get(exc.status_code, ("error", "Error"))
     error = BrokerError(title, headers=exc.headers or {})
     error.status, error.code, error.title = exc.status_code, code, title

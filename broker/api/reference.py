@@ -54,6 +54,11 @@ def get_policy(runtime: RuntimeDep, caller: CallerDep) -> dict[str, Any]:
 def explain(body: ExplainIn, runtime: RuntimeDep, _caller: CallerDep) -> dict[str, Any]:
     """A dry run over the live pack: which rule, which access, which transform per field."""
     return reference.explain(
-        runtime.policy, body.recipient, body.purpose, body.category, body.source,
-        body.legal_basis, utcnow(),
+        runtime.policy,
+        body.recipient,
+        body.purpose,
+        body.category,
+        body.source,
+        body.legal_basis,
+        utcnow(),
     )

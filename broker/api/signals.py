@@ -47,8 +47,13 @@ def _create(
 
     try:
         answers = signals.create_signals(
-            runtime, actor, caller.org, bodies, request_id=request_id,
-            extra_work=remember if request else None, batch=batch,
+            runtime,
+            actor,
+            caller.org,
+            bodies,
+            request_id=request_id,
+            extra_work=remember if request else None,
+            batch=batch,
         )
     except Exception:
         # A concurrent retry with the same key may have won the race: answer as it did.
@@ -62,31 +67,53 @@ def _create(
 
 @router.post("", status_code=201, response_model=SignalOut)
 def create_signal(
-    body: SignalIn, runtime: RuntimeDep, caller: Contributor, request_id: RequestIdDep,
+    body: SignalIn,
+    runtime: RuntimeDep,
+    caller: Contributor,
+    request_id: RequestIdDep,
     idempotency_key: IdempotencyKey = None,
 ) -> JSONResponse:
     """Submit one signal; 422 (nothing stored) when it does not fit its category."""
-    return _create(runtime, caller, [body], key=idempotency_key, route="signals.create",
-                   wrap=lambda answers: answers[0], request_id=request_id,
-                   batch=False)
+    return _create(
+        runtime,
+        caller,
+        [body],
+        key=idempotency_key,
+        route="signals.create",
+        wrap=lambda answers: answers[0],
+        request_id=request_id,
+        batch=False,
+    )
 
 
 @router.post("/batch", status_code=201, response_model=SignalBatchOut)
 def create_batch(
-    body: SignalBatchIn, runtime: RuntimeDep, caller: Contributor, request_id: RequestIdDep,
+    body: SignalBatchIn,
+    runtime: RuntimeDep,
+    caller: Contributor,
+    request_id: RequestIdDep,
     idempotency_key: IdempotencyKey = None,
 ) -> JSONResponse:
     """Submit up to 1000 signals, all or nothing; a 422 names each failing index."""
-    return _create(runtime, caller, body.signals, key=idempotency_key, route="signals.batch",
-                   wrap=lambda answers: {"signals": answers}, request_id=request_id,
-                   batch=True)
+    return _create(
+        runtime,
+        caller,
+        body.signals,
+        key=idempotency_key,
+        route="signals.batch",
+        wrap=lambda answers: {"signals": answers},
+        request_id=request_id,
+        batch=True,
+    )
 
 
 @router.get("", response_model=SignalPage)
 def list_signals(
     runtime: RuntimeDep,
     caller: Contributor,
-    category: Annotated[str | None, Query(pattern=r"^[a-z0-9]+(-[a-z0-9]+)*$", max_length=64)] = None,
+    category: Annotated[
+        str | None, Query(pattern=r"^[a-z0-9]+(-[a-z0-9]+)*$", max_length=64)
+    ] = None,
     since: datetime | None = None,
     until: datetime | None = None,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
@@ -94,7 +121,12 @@ def list_signals(
 ) -> dict[str, Any]:
     """The caller's own organisation's signals, newest first."""
     items, next_cursor = signals.list_signals(
-        runtime, caller.org, category=category, since=since, until=until, limit=limit,
+        runtime,
+        caller.org,
+        category=category,
+        since=since,
+        until=until,
+        limit=limit,
         cursor=cursor,
     )
     return {"items": items, "next_cursor": next_cursor}

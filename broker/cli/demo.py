@@ -38,8 +38,12 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     demo_parser = sub.add_parser("demo", help="demo data for the demo pack")
     demo_sub = demo_parser.add_subparsers(dest="demo_command", metavar="COMMAND", required=True)
     seed = demo_sub.add_parser("seed", help="create demo clients and synthetic signals")
-    seed.add_argument("--clients-file", type=Path, default=Path("var/demo-clients.json"),
-                      help="where the demo clients' secrets are written (owner-only)")
+    seed.add_argument(
+        "--clients-file",
+        type=Path,
+        default=Path("var/demo-clients.json"),
+        help="where the demo clients' secrets are written (owner-only)",
+    )
     seed.add_argument("--json", action="store_true")
     seed.set_defaults(func=run_seed)
 
@@ -55,8 +59,16 @@ def seed_clients(runtime: Runtime) -> list[dict[str, Any]]:
     created = []
     for org, name, kind, roles in DEMO_CLIENTS:
         client, secret = create_client(runtime, org=org, name=name, kind=kind, roles=roles)
-        created.append({"client_id": client.id, "client_secret": secret, "org": org,
-                        "name": name, "kind": kind, "roles": roles})
+        created.append(
+            {
+                "client_id": client.id,
+                "client_secret": secret,
+                "org": org,
+                "name": name,
+                "kind": kind,
+                "roles": roles,
+            }
+        )
     return created
 
 

@@ -30,5 +30,6 @@ def run_rotate(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps({"key": args.name, "version": version}))
     else:
-        print(f"key {args.name}: version {version} is now active; running brokers use it after a restart")
+        print(f"key {args.name}: version {version} is active")
+        print("running brokers use it after a restart")
     return 0

@@ -13,8 +13,9 @@ from broker.startup import open_runtime
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     retention = sub.add_parser("retention", help="signal retention")
-    retention_sub = retention.add_subparsers(dest="retention_command", metavar="COMMAND",
-                                             required=True)
+    retention_sub = retention.add_subparsers(
+        dest="retention_command", metavar="COMMAND", required=True
+    )
     run = retention_sub.add_parser("run", help="erase signals past their retention date")
     run.add_argument("--json", action="store_true")
     run.set_defaults(func=run_retention)

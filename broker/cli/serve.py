@@ -15,7 +15,9 @@ from broker.startup import open_runtime
 
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    init = sub.add_parser("init", help="create the key ring if absent, migrate the database to head")
+    init = sub.add_parser(
+        "init", help="create the key ring if absent, migrate the database to head"
+    )
     init.add_argument("--json", action="store_true", help="print JSON")
     init.set_defaults(func=run_init)
     serve = sub.add_parser("serve", help="run the broker's HTTP API")
@@ -38,7 +40,8 @@ def run_init(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps({"keys_created": created, "schema_from": before, "schema_to": after}))
     else:
-        print(f"key ring: {settings.key_dir} ({'created ' + ', '.join(created) if created else 'present'})")
+        state = "created " + ", ".join(created) if created else "present"
+        print(f"key ring: {settings.key_dir} ({state})")
         print(f"database: schema {before or 'empty'} -> {after}")
     return 0
 

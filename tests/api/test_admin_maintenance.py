@@ -20,8 +20,11 @@ Headers = Callable[..., dict[str, str]]
 
 def _entries(runtime: Runtime, action: str) -> int:
     with runtime.engine.connect() as conn:
-        return int(conn.execute(text("SELECT count(*) FROM audit_entry WHERE action = :a"),
-                                {"a": action}).scalar_one())
+        return int(
+            conn.execute(
+                text("SELECT count(*) FROM audit_entry WHERE action = :a"), {"a": action}
+            ).scalar_one()
+        )
 
 
 def _pack_copy(tmp_path: Path) -> Path:
@@ -107,10 +110,17 @@ def test_key_rotation_keeps_old_tokens_and_payloads(
     assert api.get(f"/v1/signals/{created['id']}", headers=contributor).status_code == 200
     fresh = auth_headers("netbeheerder", ["contributor"])
     assert api.post("/v1/signals", json=energy_signal(), headers=fresh).status_code == 201
-    assert api.post("/v1/admin/keys/rotate", json={"key": "blind_index"},
-                    headers=admin).status_code == 422
-    assert api.get("/v1/audit/verify", headers=auth_headers(
-        "riec", ["privacy_officer"], kind="personal", acting_user=None)).json()["ok"] is True
+    assert (
+        api.post("/v1/admin/keys/rotate", json={"key": "blind_index"}, headers=admin).status_code
+        == 422
+    )
+    assert (
+        api.get(
+            "/v1/audit/verify",
+            headers=auth_headers("riec", ["privacy_officer"], kind="personal", acting_user=None),
+        ).json()["ok"]
+        is True
+    )
 
 
 def test_retention_shreds_expired_signals(

@@ -25,8 +25,12 @@ def energy_signal(**changes: Any) -> dict[str, Any]:
         "category": "energie-afwijking",
         "legal_basis": "elektriciteitswet-levering",
         "subject": {"type": "address", "bag_id": "0363010000000001"},
-        "location": {"postcode": "1012 ab", "house_number": 12, "street": "Lindengracht",
-                     "city": "Amsterdam"},
+        "location": {
+            "postcode": "1012 ab",
+            "house_number": 12,
+            "street": "Lindengracht",
+            "city": "Amsterdam",
+        },
         "observed_at": "2026-11-20T09:00:00+01:00",
         "description": "Meter seal broken, consumption tripled",
         "attributes": {"kwh_per_month": 2400, "meter_seal_broken": True},
@@ -53,8 +57,11 @@ def vehicle_signal(plate: str) -> dict[str, Any]:
         "legal_basis": "wpg-art-19",
         "subject": {"type": "vehicle", "plate": plate},
         "observed_at": "2026-11-21T22:15:00+01:00",
-        "attributes": {"voertuigklasse": "personenauto", "cataloguswaarde": 98000,
-                       "aantal_waarnemingen": 4},
+        "attributes": {
+            "voertuigklasse": "personenauto",
+            "cataloguswaarde": 98000,
+            "aantal_waarnemingen": 4,
+        },
     }
 
 
@@ -135,14 +142,21 @@ BAD_ENERGY = [
 ]
 
 
-@pytest.mark.parametrize(("path", "value", "loc"), BAD_ENERGY, ids=[f"{p}={v!r}" for p, v, _ in BAD_ENERGY])
+@pytest.mark.parametrize(
+    ("path", "value", "loc"), BAD_ENERGY, ids=[f"{p}={v!r}" for p, v, _ in BAD_ENERGY]
+)
 def test_each_validation_rule_refuses_and_stores_nothing(
-    api: TestClient, netbeheerder: dict[str, str], runtime: Runtime, path: str, value: Any,
+    api: TestClient,
+    netbeheerder: dict[str, str],
+    runtime: Runtime,
+    path: str,
+    value: Any,
     loc: list[str],
 ) -> None:
     before = audit_size(runtime)
-    answer = api.post("/v1/signals", json=_mutate(energy_signal(), path, value),
-                      headers=netbeheerder)
+    answer = api.post(
+        "/v1/signals", json=_mutate(energy_signal(), path, value), headers=netbeheerder
+    )
     assert answer.status_code == 422, answer.text
     assert answer.headers["content-type"] == "application/problem+json"
     problem = answer.json()
@@ -202,8 +216,9 @@ def test_batch_is_all_or_nothing_and_names_each_failing_index(
     indexes = {e["loc"][2] for e in answer.json()["errors"]}
     assert indexes == {1, 3}
     assert count_signals(runtime) == 0
-    good = api.post("/v1/signals/batch", json={"signals": [energy_signal()] * 3},
-                    headers=netbeheerder)
+    good = api.post(
+        "/v1/signals/batch", json={"signals": [energy_signal()] * 3}, headers=netbeheerder
+    )
     assert good.status_code == 201, good.text
     assert len({s["id"] for s in good.json()["signals"]}) == 3
     assert count_signals(runtime) == 3
@@ -226,8 +241,11 @@ def test_idempotent_retry_returns_the_first_answer(
     other = api.post("/v1/signals", json=energy_signal(description="anders"), headers=headers)
     assert other.status_code == 409
     assert count_signals(runtime) == 1
-    fresh = api.post("/v1/signals", json=energy_signal(),
-                     headers={**netbeheerder, "Idempotency-Key": "intake-0002"})
+    fresh = api.post(
+        "/v1/signals",
+        json=energy_signal(),
+        headers={**netbeheerder, "Idempotency-Key": "intake-0002"},
+    )
     assert fresh.status_code == 201
     assert fresh.json()["id"] != first.json()["id"]
 
@@ -256,8 +274,9 @@ def test_reads_are_limited_to_the_own_organisation(
 
 
 def test_list_pages_with_a_cursor(api: TestClient, netbeheerder: dict[str, str]) -> None:
-    created = api.post("/v1/signals/batch", json={"signals": [energy_signal()] * 5},
-                       headers=netbeheerder).json()["signals"]
+    created = api.post(
+        "/v1/signals/batch", json={"signals": [energy_signal()] * 5}, headers=netbeheerder
+    ).json()["signals"]
     seen: list[str] = []
     cursor = None
     while True:
@@ -274,9 +293,11 @@ def test_list_pages_with_a_cursor(api: TestClient, netbeheerder: dict[str, str])
     bad = api.get("/v1/signals", params={"cursor": "bm9uc2Vuc2U"}, headers=netbeheerder)
     assert bad.status_code == 422
     assert api.get("/v1/signals", params={"limit": 1001}, headers=netbeheerder).status_code == 422
-    assert api.get("/v1/signals", params={"category": "energie-afwijking",
-                                          "since": "2000-01-01T00:00:00Z"},
-                   headers=netbeheerder).json()["items"]
+    assert api.get(
+        "/v1/signals",
+        params={"category": "energie-afwijking", "since": "2000-01-01T00:00:00Z"},
+        headers=netbeheerder,
+    ).json()["items"]
 
 
 def test_retraction_shreds_the_payload(
@@ -288,10 +309,14 @@ def test_retraction_shreds_the_payload(
     assert api.get(f"/v1/signals/{created['id']}", headers=netbeheerder).status_code == 404
     assert api.delete(f"/v1/signals/{created['id']}", headers=netbeheerder).status_code == 404
     with runtime.engine.connect() as conn:
-        row = conn.execute(select(Signal.__table__).where(  # type: ignore[attr-defined]
-            Signal.__table__.c.id == created["id"])).one()  # type: ignore[attr-defined]
-        tokens = conn.execute(text("SELECT count(*) FROM signal_index WHERE signal_id = :i"),
-                              {"i": created["id"]}).scalar_one()
+        row = conn.execute(
+            select(Signal.__table__).where(  # type: ignore[attr-defined]
+                Signal.__table__.c.id == created["id"]
+            )
+        ).one()  # type: ignore[attr-defined]
+        tokens = conn.execute(
+            text("SELECT count(*) FROM signal_index WHERE signal_id = :i"), {"i": created["id"]}
+        ).scalar_one()
     assert row.wrapped_key is None and row.ciphertext is None and row.erased_at is not None
     assert tokens == 0
     assert audit_size(runtime) == before + 1
@@ -318,13 +343,19 @@ def _database_bytes(runtime: Runtime) -> bytes:
         return b"".join(p.read_bytes() for p in path.parent.glob(path.name + "*"))
     chunks = []
     with runtime.engine.connect() as conn:
-        tables = conn.execute(text(
-            "SELECT tablename FROM pg_tables WHERE schemaname = 'public'")).scalars().all()
+        tables = (
+            conn.execute(text("SELECT tablename FROM pg_tables WHERE schemaname = 'public'"))
+            .scalars()
+            .all()
+        )
         for table in tables:
             for row in conn.execute(text(f'SELECT * FROM "{table}"')):  # noqa: S608
                 for value in row:
-                    chunks.append(bytes(value) if isinstance(value, bytes | memoryview)
-                                  else str(value).encode())
+                    chunks.append(
+                        bytes(value)
+                        if isinstance(value, bytes | memoryview)
+                        else str(value).encode()
+                    )
     return b"\n".join(chunks)
 
 
@@ -333,10 +364,20 @@ def test_database_holds_no_clear_identifier_or_text(
 ) -> None:
     assert api.post("/v1/signals", json=person_signal(), headers=politie).status_code == 201
     assert api.post("/v1/signals", json=energy_signal(), headers=netbeheerder).status_code == 201
-    assert api.post("/v1/signals", json=vehicle_signal("GXR12B"), headers=politie).status_code == 201
+    assert (
+        api.post("/v1/signals", json=vehicle_signal("GXR12B"), headers=politie).status_code == 201
+    )
     raw = _database_bytes(runtime)
-    for secret in (BSN, NAME, "Lindengracht", "0363010000000001", "1012AB", "GXR12B",
-                   "Seen handing over packages", "Meter seal broken"):
+    for secret in (
+        BSN,
+        NAME,
+        "Lindengracht",
+        "0363010000000001",
+        "1012AB",
+        "GXR12B",
+        "Seen handing over packages",
+        "Meter seal broken",
+    ):
         assert secret.encode() not in raw, secret
 
 

@@ -19,9 +19,12 @@ def contributor(auth_headers: Headers) -> dict[str, str]:
     return auth_headers("netbeheerder", ["contributor"])
 
 
-def _post_raw(api: TestClient, body: bytes, headers: dict[str, str]) -> tuple[int, dict[str, object]]:
-    answer = api.post("/v1/signals", content=body,
-                      headers={**headers, "Content-Type": "application/json"})
+def _post_raw(
+    api: TestClient, body: bytes, headers: dict[str, str]
+) -> tuple[int, dict[str, object]]:
+    answer = api.post(
+        "/v1/signals", content=body, headers={**headers, "Content-Type": "application/json"}
+    )
     assert answer.headers["content-type"] == "application/problem+json", answer.text
     return answer.status_code, answer.json()
 
@@ -60,7 +63,9 @@ def test_doubtful_json_is_a_clean_4xx(
     assert count_signals(runtime) == 0
 
 
-def test_validation_error_does_not_echo_the_body(api: TestClient, contributor: dict[str, str]) -> None:
+def test_validation_error_does_not_echo_the_body(
+    api: TestClient, contributor: dict[str, str]
+) -> None:
     body = energy_signal(subject={"type": "address", "bag_id": BSN + "x"}, unknown=BSN)
     answer = api.post("/v1/signals", json=body, headers=contributor)
     assert answer.status_code == 422
@@ -74,8 +79,11 @@ def test_oversize_body_is_413_before_parsing(
     api: TestClient, contributor: dict[str, str], runtime: Runtime
 ) -> None:
     big = b'{"signals": [' + b'{"x": 1},' * 200_000 + b'{"x": 1}]}'
-    answer = api.post("/v1/signals/batch", content=big,
-                      headers={**contributor, "Content-Type": "application/json"})
+    answer = api.post(
+        "/v1/signals/batch",
+        content=big,
+        headers={**contributor, "Content-Type": "application/json"},
+    )
     assert answer.status_code == 413
     assert answer.json()["status"] == 413
     assert count_signals(runtime) == 0
@@ -87,7 +95,10 @@ def test_oversize_header_is_431(api: TestClient) -> None:
 
 
 def test_request_id_is_echoed_or_made(api: TestClient) -> None:
-    assert api.get("/healthz", headers={"X-Request-Id": "abc-123"}).headers["x-request-id"] == "abc-123"
+    assert (
+        api.get("/healthz", headers={"X-Request-Id": "abc-123"}).headers["x-request-id"]
+        == "abc-123"
+    )
     made = api.get("/healthz").headers["x-request-id"]
     assert made.startswith("req_")
     odd = api.get("/healthz", headers={"X-Request-Id": "bad id\twith spaces"})
@@ -108,7 +119,11 @@ def test_health_and_readiness(api: TestClient) -> None:
     ready = api.get("/readyz")
     assert ready.status_code == 200
     assert ready.json()["checks"] == {
-        "database": True, "migrations": True, "policy": True, "keys": True, "audit": True,
+        "database": True,
+        "migrations": True,
+        "policy": True,
+        "keys": True,
+        "audit": True,
     }
 
 
@@ -130,8 +145,13 @@ def test_reference_data_serves_the_live_pack(
     energy = next(c for c in categories if c["id"] == "energie-afwijking")
     assert energy["contributors"] == ["netbeheerder"]
     assert energy["attributes"]["kwh_per_month"]["type"] == "number"
-    for path in ("/v1/organisations", "/v1/purposes", "/v1/legal-bases", "/v1/categories",
-                 "/v1/policy"):
+    for path in (
+        "/v1/organisations",
+        "/v1/purposes",
+        "/v1/legal-bases",
+        "/v1/categories",
+        "/v1/policy",
+    ):
         assert api.get(path).status_code == 401
 
 
@@ -139,8 +159,10 @@ def test_policy_shows_partners_only_their_rules(
     api: TestClient, auth_headers: Headers, runtime: Runtime
 ) -> None:
     pack = runtime.policy.pack
-    everything = api.get("/v1/policy", headers=auth_headers(
-        "riec", ["privacy_officer"], kind="personal", acting_user=None)).json()
+    everything = api.get(
+        "/v1/policy",
+        headers=auth_headers("riec", ["privacy_officer"], kind="personal", acting_user=None),
+    ).json()
     assert everything["hash"] == pack.hash
     assert len(everything["rules"]) == len(pack.rules)
     mine = api.get("/v1/policy", headers=auth_headers("woningcorporatie", ["requester"])).json()
@@ -155,15 +177,29 @@ def test_policy_shows_partners_only_their_rules(
 
 def test_explain_is_a_dry_run(api: TestClient, auth_headers: Headers) -> None:
     headers = auth_headers("gemeente", ["requester"])
-    granted = api.post("/v1/policy/explain", headers=headers, json={
-        "recipient": "gemeente", "purpose": "integrale-controle",
-        "category": "energie-afwijking", "source": "netbeheerder"}).json()
+    granted = api.post(
+        "/v1/policy/explain",
+        headers=headers,
+        json={
+            "recipient": "gemeente",
+            "purpose": "integrale-controle",
+            "category": "energie-afwijking",
+            "source": "netbeheerder",
+        },
+    ).json()
     assert granted["access"] == "disclose"
     assert granted["rule"] == "gemeente-energie-integrale-controle"
     assert granted["fields"]["location.postcode"] == "reveal"
-    refused = api.post("/v1/policy/explain", headers=headers, json={
-        "recipient": "belastingdienst", "purpose": "integrale-controle",
-        "category": "energie-afwijking", "source": "netbeheerder"}).json()
+    refused = api.post(
+        "/v1/policy/explain",
+        headers=headers,
+        json={
+            "recipient": "belastingdienst",
+            "purpose": "integrale-controle",
+            "category": "energie-afwijking",
+            "source": "netbeheerder",
+        },
+    ).json()
     assert refused == {"access": "none"}
     bad = api.post("/v1/policy/explain", headers=headers, json={"recipient": "gemeente"})
     assert bad.status_code == 422

@@ -58,7 +58,7 @@ def plain_pg_url(url: str) -> str:
 
 def pg_execute(admin_url: str, statement: str) -> None:
     with psycopg.connect(plain_pg_url(admin_url), autocommit=True) as conn:
-        conn.execute(statement)  # type: ignore[arg-type]
+        conn.execute(statement.encode())
 
 
 class Databases:

@@ -72,7 +72,10 @@ def test_subjects_become_per_entry_tags_and_side_index_rows(make_log: MakeLog) -
     one = env.log.record(first, subjects=[token_a, token_b])
     two = env.log.record(draft(2), subjects=[token_a])
     with env.engine.connect() as conn:
-        keys = dict(conn.execute(text("SELECT token, subject_key FROM audit_subject")).all())
+        keys: dict[bytes, bytes] = {
+            bytes(t): bytes(k)
+            for t, k in conn.execute(text("SELECT token, subject_key FROM audit_subject"))
+        }
         index = set(conn.execute(text("SELECT token, seq FROM audit_subject_entry")).all())
     assert set(keys) == {token_a, token_b}
     assert index == {(token_a, 0), (token_b, 0), (token_a, 1)}
@@ -129,6 +132,7 @@ def test_drafts_may_not_fill_what_the_appender_fills(make_log: MakeLog) -> None:
 
 def install_fault(env: LogEnv) -> None:
     """A real database fault: inserts into audit_node fail (as a full disk would)."""
+    statements: list[tuple[str, dict[str, Any]]]
     if env.postgres:
         statements = [
             ("CREATE FUNCTION audit_fault() RETURNS trigger LANGUAGE plpgsql AS "

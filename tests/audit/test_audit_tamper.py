@@ -573,7 +573,7 @@ def test_the_applications_connection_cannot_change_the_log(
     table = data.draw(st.sampled_from(INSERT_ONLY), label="table")
     with fresh(databases, keys, key_dir, size) as env:
         before = env.row(seq)
-        statements = {
+        changes: dict[str, list[tuple[str, dict[str, Any]]]] = {
             "audit_entry": [("UPDATE audit_entry SET bytes = :b WHERE seq = :s",
                              {"b": noise, "s": seq}),
                             ("DELETE FROM audit_entry WHERE seq = :s", {"s": seq})],
@@ -583,7 +583,8 @@ def test_the_applications_connection_cannot_change_the_log(
                                  ("DELETE FROM audit_checkpoint", {})],
             "audit_entry_org": [("UPDATE audit_entry_org SET org = 'x'", {}),
                                 ("DELETE FROM audit_entry_org WHERE seq = :s", {"s": seq})],
-        }[table]
+        }
+        statements = changes[table]
         if env.postgres:
             statements.append((f"TRUNCATE {table}", {}))
         roles = [None, APP_ROLE] if env.postgres else [None]

@@ -23,8 +23,12 @@ REPO = Path(__file__).resolve().parents[2]
 
 def broker(env: dict[str, str], *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
     result = subprocess.run(
-        [sys.executable, "-m", "broker", *args], env=env, cwd=REPO, capture_output=True,
-        text=True, timeout=120,
+        [sys.executable, "-m", "broker", *args],
+        env=env,
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=120,
     )
     if check and result.returncode != 0:
         raise AssertionError(f"broker {' '.join(args)} failed:\n{result.stdout}\n{result.stderr}")
@@ -34,11 +38,13 @@ def broker(env: dict[str, str], *args: str, check: bool = True) -> subprocess.Co
 @pytest.fixture
 def env(tmp_path: Path) -> dict[str, str]:
     environment = {k: v for k, v in os.environ.items() if not k.startswith("BROKER_")}
-    environment.update({
-        "BROKER_DATABASE_URL": f"sqlite:///{tmp_path / 'broker.db'}",
-        "BROKER_KEY_DIR": str(tmp_path / "keys"),
-        "BROKER_POLICY_DIR": str(REPO / "policies" / "ondermijning"),
-    })
+    environment.update(
+        {
+            "BROKER_DATABASE_URL": f"sqlite:///{tmp_path / 'broker.db'}",
+            "BROKER_KEY_DIR": str(tmp_path / "keys"),
+            "BROKER_POLICY_DIR": str(REPO / "policies" / "ondermijning"),
+        }
+    )
     return environment
 
 
@@ -87,13 +93,34 @@ def test_init_is_idempotent_and_keys_are_private(env: dict[str, str], tmp_path: 
 
 def test_clients_keys_and_retention_commands(env: dict[str, str]) -> None:
     broker(env, "init")
-    created = json.loads(broker(env, "clients", "create", "--org", "gemeente", "--name",
-                                "Gemeente (systeem)", "--roles", "contributor,requester",
-                                "--json").stdout)
+    created = json.loads(
+        broker(
+            env,
+            "clients",
+            "create",
+            "--org",
+            "gemeente",
+            "--name",
+            "Gemeente (systeem)",
+            "--roles",
+            "contributor,requester",
+            "--json",
+        ).stdout
+    )
     assert created["client_secret"]
     assert broker(env, "clients", "revoke", created["client_id"]).returncode == 0
-    bad = broker(env, "clients", "create", "--org", "nergens", "--name", "x", "--roles",
-                 "requester", check=False)
+    bad = broker(
+        env,
+        "clients",
+        "create",
+        "--org",
+        "nergens",
+        "--name",
+        "x",
+        "--roles",
+        "requester",
+        check=False,
+    )
     assert bad.returncode == 1
     rotated = json.loads(broker(env, "keys", "rotate", "pseudonym", "--json").stdout)
     assert rotated == {"key": "pseudonym", "version": 2}
@@ -109,7 +136,9 @@ def _free_port() -> int:
         return port
 
 
-def _call(url: str, *, data: bytes | None = None, headers: dict[str, str] | None = None) -> tuple[int, Any]:
+def _call(
+    url: str, *, data: bytes | None = None, headers: dict[str, str] | None = None
+) -> tuple[int, Any]:
     request = urllib.request.Request(url, data=data, headers=headers or {})
     try:
         with urllib.request.urlopen(request, timeout=10) as answer:  # noqa: S310 - loopback
@@ -129,7 +158,10 @@ def served(env: dict[str, str], tmp_path: Path) -> Iterator[tuple[str, list[dict
     log = (tmp_path / "serve.log").open("wb")
     process = subprocess.Popen(
         [sys.executable, "-m", "broker", "serve", "--port", str(port), "--workers", "2"],
-        env=env, cwd=REPO, stdout=log, stderr=subprocess.STDOUT,
+        env=env,
+        cwd=REPO,
+        stdout=log,
+        stderr=subprocess.STDOUT,
     )
     base = f"http://127.0.0.1:{port}"
     try:
@@ -141,7 +173,9 @@ def served(env: dict[str, str], tmp_path: Path) -> Iterator[tuple[str, list[dict
             except OSError:
                 time.sleep(0.2)
         else:
-            raise AssertionError("broker did not become ready:\n" + (tmp_path / "serve.log").read_text())
+            raise AssertionError(
+                "broker did not become ready:\n" + (tmp_path / "serve.log").read_text()
+            )
         yield base, json.loads(clients_file.read_text())
     finally:
         process.terminate()
@@ -152,9 +186,13 @@ def served(env: dict[str, str], tmp_path: Path) -> Iterator[tuple[str, list[dict
 def test_demo_broker_serves_the_seeded_street(served: tuple[str, list[dict[str, Any]]]) -> None:
     base, clients = served
     police = next(c for c in clients if c["org"] == "politie")
-    form = urllib.parse.urlencode({"grant_type": "client_credentials",
-                                   "client_id": police["client_id"],
-                                   "client_secret": police["client_secret"]}).encode()
+    form = urllib.parse.urlencode(
+        {
+            "grant_type": "client_credentials",
+            "client_id": police["client_id"],
+            "client_secret": police["client_secret"],
+        }
+    ).encode()
     status, token = _call(base + "/oauth/token", data=form)
     assert status == 200 and token["token_type"] == "Bearer"
     headers = {"Authorization": f"Bearer {token['access_token']}", "X-Acting-User": "agent-7"}
@@ -169,10 +207,15 @@ def test_demo_broker_serves_the_seeded_street(served: tuple[str, list[dict[str, 
     assert _call(base + "/healthz") == (200, {"status": "ok"})
 
 
-def test_demo_howto_prints_a_working_recipe(served: tuple[str, list[dict[str, Any]]], tmp_path: Path) -> None:
+def test_demo_howto_prints_a_working_recipe(
+    served: tuple[str, list[dict[str, Any]]], tmp_path: Path
+) -> None:
     base, _ = served
     result = subprocess.run(
         [sys.executable, "-m", "broker.demo_howto", str(tmp_path / "demo-clients.json"), base],
-        capture_output=True, text=True, check=True, cwd=REPO,
+        capture_output=True,
+        text=True,
+        check=True,
+        cwd=REPO,
     )
     assert "/oauth/token" in result.stdout and "client_secret=" in result.stdout

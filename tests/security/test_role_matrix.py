@@ -86,7 +86,9 @@ def _call(api: TestClient, method: str, path: str, headers: dict[str, str]) -> i
 
 
 @pytest.mark.parametrize("role", ROLES)
-def test_role_matrix(api: TestClient, auth_headers: Callable[..., dict[str, str]], role: str) -> None:
+def test_role_matrix(
+    api: TestClient, auth_headers: Callable[..., dict[str, str]], role: str
+) -> None:
     headers = auth_headers("gemeente", [role])
     checked = 0
     for (method, path), allowed in sorted(EXPECTED.items()):

@@ -1,4 +1,4 @@
-"""The key ring: created owner-only, refused when missing, short or exposed; rotation adds versions."""
+"""The key ring: owner-only, refused when missing, short or exposed; rotation adds versions."""
 
 from __future__ import annotations
 

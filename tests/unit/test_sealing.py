@@ -54,7 +54,9 @@ def test_old_master_version_still_opens(tmp_path: Path) -> None:
     rotate_key(directory, "master")
     new = load_key_ring(directory)
     assert new.active("master").version == 2
-    assert unseal(new, sealed.key_version, sealed.wrapped_key, sealed.ciphertext, b"id") == b"payload"
+    assert (
+        unseal(new, sealed.key_version, sealed.wrapped_key, sealed.ciphertext, b"id") == b"payload"
+    )
 
 
 def test_blind_tokens_are_keyed_and_kind_separated(ring: KeyRing, tmp_path: Path) -> None:
