@@ -7,15 +7,21 @@ SQLite runs with synchronous=FULL (the broker's setting); PostgreSQL is a throwa
 cluster started with fsync and synchronous_commit on. Reports the median of the rounds,
 the process CPU per append, and the mean batch size.
 
+"alone" hands the appender batches of 1000 directly, without waiting threads: its own
+capacity. `--processes 1 2` also runs two processes sharing the threads, as two broker
+workers share one database (group commit only).
+
 Run: .venv/bin/python bench/audit_append_bench.py [--threads 64] [--seconds 3] [--rounds 3]
-     [--only sqlite|postgresql]
+     [--only sqlite|postgresql] [--processes 1 [2]]
 """
 
 from __future__ import annotations
 
 import argparse
+import multiprocessing
 import os
 import platform
+import resource
 import statistics
 import sys
 import tempfile
@@ -30,7 +36,7 @@ sys.path.insert(0, str(REPO))
 
 from broker import migrate  # noqa: E402
 from broker.audit.signer import CheckpointSigner  # noqa: E402
-from broker.audit.store import AuditLog  # noqa: E402
+from broker.audit.store import AuditLog, _Unit  # noqa: E402
 from broker.db import make_engine  # noqa: E402
 from broker.keys import create_key_ring, load_key_ring  # noqa: E402
 from broker.settings import Settings  # noqa: E402
@@ -65,7 +71,7 @@ class CountingLog(AuditLog):
 
     batches = 0
 
-    def _write(self, units: Any) -> Any:  # type: ignore[override]
+    def _write(self, units: Any) -> Any:
         self.batches += 1
         return super()._write(units)
 
@@ -73,7 +79,8 @@ class CountingLog(AuditLog):
 @dataclass
 class Result:
     rate: float
-    cpu_us: float
+    user_us: float
+    system_us: float
     batch: float
 
 
@@ -101,29 +108,84 @@ def run_round(url: str, key_dir: Path, state: Path, threads: int, seconds: float
         thread.start()
     time.sleep(0.3)  # warm up: connections open, queue full
     start_count, start_batches = sum(counts), log.batches
-    wall, cpu = time.perf_counter(), time.process_time()
+    wall, usage = time.perf_counter(), resource.getrusage(resource.RUSAGE_SELF)
     time.sleep(seconds)
     done, batches = sum(counts) - start_count, log.batches - start_batches
-    wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
+    after = resource.getrusage(resource.RUSAGE_SELF)
+    wall = time.perf_counter() - wall
+    user, system = after.ru_utime - usage.ru_utime, after.ru_stime - usage.ru_stime
     stop.set()
     for thread in pool:
         thread.join()
     log.close()
     engine.dispose()
-    return Result(done / wall, cpu / max(done, 1) * 1e6, done / max(batches, 1))
+    per = 1e6 / max(done, 1)
+    return Result(done / wall, user * per, system * per, done / max(batches, 1))
+
+
+def run_appender_only(url: str, key_dir: Path, state: Path, seconds: float) -> Result:
+    """The appender's own capacity: batches of 1000 handed to it directly, no request
+    threads waiting (so no thread hand-offs): the ceiling the threads eat into."""
+    settings = Settings(database_url=url, key_dir=key_dir, checkpoint_every_seconds=3600,
+                        checkpoint_every_entries=10**9)
+    keys = load_key_ring(key_dir)
+    engine = make_engine(url, pool_size=4)
+    log = CountingLog(engine, keys, settings,
+                      signer=CheckpointSigner(engine, keys, settings, state_path=state))
+    done, number = 0, 0
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    wall = time.perf_counter()
+    while time.perf_counter() - wall < seconds:
+        units = [_Unit(draft(number + i), None, ()) for i in range(1000)]
+        log._append(units)  # the appender thread's own step, called inline
+        number += 1000
+        done += 1000
+    wall = time.perf_counter() - wall
+    after = resource.getrusage(resource.RUSAGE_SELF)
+    engine.dispose()
+    per = 1e6 / done
+    return Result(done / wall, (after.ru_utime - usage.ru_utime) * per,
+                  (after.ru_stime - usage.ru_stime) * per, 1000.0)
+
+
+def run_processes(url: str, key_dir: Path, state: Path, args: argparse.Namespace,
+                  cap: int) -> Result:
+    """One round in `args.processes` processes at once (each with its share of threads),
+    as broker workers share one database; rates add up, CPU and batch are averaged."""
+    if args.processes == 1:
+        return run_round(url, key_dir, state, args.threads, args.seconds, cap)
+    share = args.threads // args.processes
+    with multiprocessing.get_context("spawn").Pool(args.processes) as pool:
+        parts = pool.starmap(
+            run_round, [(url, key_dir, state, share, args.seconds, cap)] * args.processes
+        )
+    total = sum(p.rate for p in parts)
+    return Result(
+        total,
+        sum(p.user_us * p.rate for p in parts) / total,
+        sum(p.system_us * p.rate for p in parts) / total,
+        statistics.mean(p.batch for p in parts),
+    )
 
 
 def measure(name: str, make_url: Any, key_dir: Path, args: argparse.Namespace) -> None:
-    for mode, cap in (("group", 1000), ("single", 1)):
+    modes = (("group", 1000), ("single", 1), ("alone", 0)) if args.processes == 1 else (
+        ("group", 1000),)
+    for mode, cap in modes:
         results = []
         for _ in range(args.rounds):
             url = make_url()
             state = Path(tempfile.mkdtemp()) / "signer.json"
-            results.append(run_round(url, key_dir, state, args.threads, args.seconds, cap))
+            if mode == "alone":
+                results.append(run_appender_only(url, key_dir, state, args.seconds))
+            else:
+                results.append(run_processes(url, key_dir, state, args, cap))
         rates = [r.rate for r in results]
-        print(f"{name:10} {mode:6} median {statistics.median(rates):9.0f} appends/s  "
+        label = f"{name} x{args.processes}" if args.processes > 1 else name
+        print(f"{label:15} {mode:6} median {statistics.median(rates):9.0f} appends/s  "
               f"(rounds {', '.join(f'{r:.0f}' for r in rates)}); "
-              f"CPU {statistics.median(r.cpu_us for r in results):5.1f} µs/append; "
+              f"CPU user {statistics.median(r.user_us for r in results):5.1f} + system "
+              f"{statistics.median(r.system_us for r in results):5.1f} µs/append; "
               f"batch {statistics.median(r.batch for r in results):6.1f}", flush=True)
 
 
@@ -133,10 +195,13 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=3.0)
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--only", choices=["sqlite", "postgresql"])
+    parser.add_argument("--processes", type=int, nargs="+", default=[1],
+                        help="process counts to run (the threads are shared out)")
     args = parser.parse_args()
     print(f"{time.strftime('%Y-%m-%d')}  {platform.processor() or platform.machine()}  "
           f"nproc {os.cpu_count()}  Python {platform.python_version()}  "
           f"threads {args.threads}, {args.seconds:.0f} s x {args.rounds} rounds")
+    process_counts = list(args.processes)
     work = Path(tempfile.mkdtemp(prefix="audit-bench-"))
     key_dir = work / "keys"
     create_key_ring(key_dir)
@@ -150,7 +215,8 @@ def main() -> None:
             engine.dispose()
             return url
 
-        measure("sqlite", sqlite_url, key_dir, args)
+        for args.processes in process_counts:
+            measure("sqlite", sqlite_url, key_dir, args)
     if args.only != "sqlite":
         import psycopg
 
@@ -168,7 +234,8 @@ def main() -> None:
                 engine.dispose()
                 return cluster.url_for(name)
 
-            measure("postgresql", pg_url, key_dir, args)
+            for args.processes in process_counts:
+                measure("postgresql", pg_url, key_dir, args)
         finally:
             cluster.stop()
 

@@ -3,7 +3,8 @@
 Privacy officers see every entry; other partner clients see the entries of their own
 organisation's acts and those whose items are their own signals. Admin-only clients
 see none (they may not read disclosures). Every read through a token is itself recorded
-(`audit_read`) before the answer leaves; the checkpoint key is public.
+(`audit_read`) before the answer leaves; the checkpoint key is public. Only the privacy
+officer verifies and exports. (The data subject's report is `broker.api.subject_report`.)
 """
 
 from __future__ import annotations
@@ -213,3 +214,4 @@ def export(runtime: RuntimeDep, caller: Officer, request_id: RequestIdDep) -> St
     _record_read(runtime, caller, request_id, {"read": "export"})
     lines = service.export_lines(runtime.engine, runtime.audit.signer)
     return StreamingResponse(lines, media_type="application/jsonl")
+

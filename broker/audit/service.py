@@ -13,13 +13,14 @@ from __future__ import annotations
 import base64
 import binascii
 import json
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime
 from typing import Any, Final
 
 from sqlalchemy import Connection, Engine, exists, func, select
 
+from broker import identifiers
 from broker.audit import merkle
 from broker.audit.checkpoint import Checkpoint, Verifier, format_receipt, verifier_key
 from broker.audit.entry import parse_json
@@ -45,10 +46,13 @@ from broker.audit.tables import (
 from broker.audit.verify import Problem, VerifyReport, verify_export, verify_log
 from broker.clock import as_utc, rfc3339, utcnow
 from broker.errors import AuditUnavailable, FieldProblem, NotFound, ValidationFailed
+from broker.keys import KeyRing
+from broker.sealing import blind_token
 
 PAGE: Final = 2000
 CURSOR_PREFIX: Final = "a1."
 MAX_NODE_PROBLEMS: Final = 100
+SUBJECT_KINDS: Final = frozenset({"bsn", "kvk", "plate", "bag_id"})
 REPORT_ACTIONS: Final = frozenset(
     {"disclosure", "hit", "reidentification_decided", "reidentification_revealed"}
 )
@@ -570,9 +574,32 @@ def verify_live(engine: Engine, signer: CheckpointSigner) -> LiveReport:
 # --- The data subject's access report ---
 
 
+def _normalised(kind: str, value: str) -> str | None:
+    if kind == "bsn":
+        return value if identifiers.is_valid_bsn(value) else None
+    if kind == "kvk":
+        return value if identifiers.is_valid_kvk(value) else None
+    if kind == "plate":
+        return identifiers.normalise_plate(value)
+    return value if identifiers.is_valid_bag_id(value) else None
+
+
+def subject_token(keys: KeyRing, subject: Mapping[str, str | None]) -> bytes:
+    """The blind-index token of exactly one subject identifier (bsn, kvk, plate, bag_id),
+    normalised as at intake; 422 without echoing the value."""
+    given = {k: v for k, v in subject.items() if v is not None}
+    if len(given) != 1 or not set(given) <= SUBJECT_KINDS:
+        raise invalid(("body", "subject"), "give exactly one of bsn, kvk, plate, bag_id")
+    ((kind, value),) = given.items()
+    normalised = _normalised(kind, value)
+    if normalised is None:
+        raise invalid(("body", "subject", kind), f"not a valid {kind}")
+    return blind_token(keys.active("blind_index"), kind, normalised)
+
+
 def subject_report(engine: Engine, tokens: Sequence[bytes], *, today: date) -> list[dict[str, Any]]:
     """Disclosures, hits and re-identifications that concerned a subject (by blind-index
-    token), oldest first: date, recipient organisation, purpose, legal basis, rule and
+    token), oldest first: time, recipient organisation, purpose, legal basis, rule and
     fields. Entries still confidential today are left out; no employee appears."""
     seqs: set[int] = set()
     with engine.connect() as conn:

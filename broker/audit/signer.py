@@ -40,6 +40,8 @@ from broker.audit.checkpoint import (
 from broker.audit.tables import (
     TreeDamaged,
     audit_checkpoint,
+    entry_rows,
+    frontier,
     node_source,
     stored_root,
     tree_size,
@@ -50,6 +52,8 @@ from broker.keys import KeyRing
 from broker.settings import Settings
 
 STATE_FILE: Final = "checkpoint-signer.json"
+RECHECK_LIMIT: Final = 100_000
+"""Entries since the last signed head that the signer re-hashes before signing."""
 LOCK_FILE: Final = "checkpoint-signer.lock"
 
 
@@ -136,6 +140,27 @@ def continuity_problem(
             f"the log is not an extension of the checkpoint of {state.size} entries "
             "already signed: its history was rewritten"
         )
+    return None
+
+
+def new_entries_problem(conn: Connection, start: int, size: int, root: bytes) -> str | None:
+    """Why the entries since the last signed head do not hash into the stored tree's
+    `root`, or None: each row in [start, size) is present, its leaf hash is that of its
+    bytes, and the tree grown from the stored frontier at `start` ends at `root`."""
+    if size - start > RECHECK_LIMIT:
+        return None  # too far back to re-read at signing time; live verification does it
+    try:
+        tree = frontier(conn, start)
+    except TreeDamaged as exc:
+        return str(exc)
+    for seq, data, leaf in entry_rows(conn, size, start):
+        if seq != tree.size or merkle.leaf_hash(data) != leaf:
+            return f"entry {tree.size} does not match the stored tree"
+        tree.add(leaf)
+    if tree.size != size:
+        return f"entry {tree.size} is missing"
+    if tree.root() != root:
+        return "the entries since the last checkpoint do not match the stored tree"
     return None
 
 
@@ -242,23 +267,13 @@ class CheckpointSigner:
 
     # -- signing --
 
-    def problem(self) -> str | None:
-        """Why the signer would refuse the current tree now, or None (for live verify)."""
-        try:
-            state = self.remembered()
-        except CheckpointRefused as exc:
-            return exc.detail
-        with self.engine.connect() as conn:
-            size = tree_size(conn)
-            try:
-                root = stored_root(conn, size)
-            except TreeDamaged as exc:
-                return str(exc)
-            return continuity_problem(conn, state, self.origin, size, root)
-
     def sign(self) -> StoredCheckpoint:
         """Sign and store a checkpoint of the current tree (reusing the latest stored one
-        when it already covers exactly this head); CheckpointRefused on a rewritten log."""
+        when it already covers exactly this head).
+
+        CheckpointRefused when the tree does not extend the last signed head (consistency
+        proof), or when the entries added since do not hash into it.
+        """
         with self._mutex, _exclusive(self._lock_path):
             state = self.remembered()
             with self.engine.connect() as conn:
@@ -267,7 +282,9 @@ class CheckpointSigner:
                     root = stored_root(conn, size)
                 except TreeDamaged as exc:
                     raise CheckpointRefused(f"the log's tree is damaged: {exc}") from None
-                problem = continuity_problem(conn, state, self.origin, size, root)
+                problem = continuity_problem(
+                    conn, state, self.origin, size, root
+                ) or new_entries_problem(conn, state.size if state else 0, size, root)
                 if problem:
                     raise CheckpointRefused(f"refusing to sign a checkpoint: {problem}")
                 latest = latest_checkpoint(conn)

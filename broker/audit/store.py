@@ -9,8 +9,11 @@ each caller its `seq`. Fail closed: if the transaction fails, every caller of th
 gets `AuditUnavailable` and nothing is written.
 
 The tree's right frontier (a `CompactRange`) is cached between batches and checked
-against the stored tail at the start of each: when another process appended meanwhile,
-it is rebuilt from stored nodes in O(log n) reads.
+against the stored tail at the start of each. When another process appended meanwhile,
+the frontier is extended over its rows after cheap checks (leaf hash, seq, origin, the
+nodes it stored), so a row slipped in behind the appenders' backs stops the appender
+(fail closed) rather than being built into every later root; after a restart the
+frontier is rebuilt from stored nodes in O(log n) reads.
 """
 
 from __future__ import annotations
@@ -27,11 +30,17 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Generic, TypeVar, overload
 
-from sqlalchemy import Connection, Engine, select, text
+from sqlalchemy import Connection, Engine, Table, select, text
 
 from broker.audit import merkle
-from broker.audit.entry import Entry, canonical_json, format_time, subject_tag
-from broker.audit.signer import CheckpointSigner
+from broker.audit.entry import (
+    MAX_SAFE_INTEGER,
+    Entry,
+    canonical_json,
+    format_time,
+    subject_tag,
+)
+from broker.audit.signer import CheckpointRefused, CheckpointSigner
 from broker.audit.tables import (
     ADVISORY_LOCK_KEY,
     TreeDamaged,
@@ -57,6 +66,8 @@ _log = logging.getLogger("broker.audit")
 APPENDER_FILLS = frozenset({"v", "origin", "id", "seq", "time"})
 SUBJECT_KEY_BYTES = 32
 DEFAULT_BATCH_CAP = 1000
+MAX_PARAMETERS = 30_000
+"""Bound parameters per statement: under SQLite's 32766 and PostgreSQL's 65535."""
 FOREIGN_CHECK_LIMIT = 10_000
 """Rows appended by another process that the appender re-checks before trusting them."""
 
@@ -141,13 +152,61 @@ class _SubjectKeys:
 
 
 def _unit_tokens(unit: _Unit) -> list[bytes]:
+    """Every subject token a unit names (checked in the caller's thread by `record`)."""
     tokens = list(unit.subjects)
     for item in unit.draft.get("items") or ():
         tokens.extend(item.get("subjects") or ())
+    return tokens
+
+
+def _check_tokens(unit: _Unit) -> None:
+    """Refuse a malformed draft in the caller's thread, before it can fail a batch."""
+    try:
+        tokens = _unit_tokens(unit)
+    except (AttributeError, TypeError):
+        raise TypeError("draft items must be mappings") from None
     for token in tokens:
         if not isinstance(token, bytes) or not token:
             raise TypeError("subject tokens are non-empty bytes (blind-index tokens)")
-    return tokens
+
+
+_sorted_json = json.JSONEncoder(
+    ensure_ascii=False, separators=(",", ":"), sort_keys=True, allow_nan=False
+).encode
+
+
+def _small_ints(value: Any) -> bool:
+    """No integer beyond 2**53 anywhere in a JSON value (RFC 8785 / I-JSON)."""
+    stack = [value]
+    while stack:
+        item = stack.pop()
+        kind = type(item)
+        if kind is dict:
+            stack.extend(item.values())
+        elif kind is list:
+            stack.extend(item)
+        elif kind is int and not -MAX_SAFE_INTEGER <= item <= MAX_SAFE_INTEGER:
+            return False
+    return True
+
+
+def entry_bytes(dumped: dict[str, Any]) -> bytes:
+    """RFC 8785 bytes of a validated entry (the model admits no floats), fast.
+
+    The C encoder with sorted keys gives RFC 8785 when every key is ASCII (code point
+    order is then UTF-16 order) and every integer lies within 2**53. An ASCII result
+    proves the first; only `objects` and the items' transform parameters hold integers
+    the model does not bound. Anything else goes through `canonical_json` (slower, equal
+    to the `rfc8785` package by property test). The tests hold stored entries to
+    `decode_entry`, which re-encodes them with `rfc8785`.
+    """
+    try:
+        data = _sorted_json(dumped).encode("utf-8")
+    except UnicodeEncodeError:
+        return canonical_json(dumped)
+    if data.isascii() and _small_ints([dumped["objects"], [i["fields"] for i in dumped["items"]]]):
+        return data
+    return canonical_json(dumped)
 
 
 def new_entry_id() -> str:
@@ -193,10 +252,7 @@ def _build(
     entry = Entry.model_validate(
         {**draft, "v": 1, "origin": origin, "id": entry_id, "seq": seq, "time": stamp}
     )
-    # `canonical_json` is RFC 8785 for every float-free value (the entry model admits no
-    # floats) and three times faster than `encode_entry`; the tests hold the stored bytes
-    # to `decode_entry`, which re-encodes them with `rfc8785`.
-    data = canonical_json(entry.model_dump(mode="json"))
+    data = entry_bytes(entry.model_dump(mode="json"))
     leaf = merkle.leaf_hash(data)
     orgs = {entry.actor.org, *(i.source for i in entry.items)} - {None}
     unit.entry_id = entry_id
@@ -252,6 +308,42 @@ def extend_checked(
     return tree
 
 
+def insert_rows(conn: Connection, table: Table, rows: list[dict[str, Any]]) -> None:
+    """Insert a batch's rows in a few driver calls: COPY on PostgreSQL, multi-row VALUES
+    on SQLite.
+
+    One driver call per row (executemany) lets go of the GIL each time, and with dozens
+    of request threads waiting every hand-back costs more than the insert; psycopg's
+    per-row pipeline costs more still. On SQLite the values pass through the columns'
+    own bind processors, so they are stored exactly as SQLAlchemy would store them
+    (psycopg adapts the same Python values itself).
+    """
+    dialect = conn.dialect
+    columns = list(rows[0])
+    for column in columns:
+        table.c[column]  # noqa: B018 - a KeyError for anything but our own columns
+    # Names come from our own Table (each checked above), never from input.
+    names = f"{table.name} ({', '.join(columns)})"
+    if dialect.name == "postgresql":
+        driver: Any = conn.connection.driver_connection
+        with driver.cursor() as cursor, cursor.copy(f"COPY {names} FROM STDIN") as copy:
+            for row in rows:
+                copy.write_row([row[c] for c in columns])
+        return
+    processors = [table.c[c].type.dialect_impl(dialect).bind_processor(dialect) for c in columns]
+    row_marks = "(" + ",".join(["?"] * len(columns)) + ")"  # sqlite3's qmark style
+    head = f"INSERT INTO {names} VALUES "  # noqa: S608
+    per_statement = max(1, MAX_PARAMETERS // len(columns))
+    for start in range(0, len(rows), per_statement):
+        chunk = rows[start : start + per_statement]
+        params: list[Any] = []
+        for row in chunk:
+            for column, process in zip(columns, processors, strict=True):
+                value = row[column]
+                params.append(process(value) if process is not None else value)
+        conn.exec_driver_sql(head + ",".join([row_marks] * len(chunk)), tuple(params))
+
+
 # --- The appender ---
 
 
@@ -285,6 +377,7 @@ class AuditLog:
         self.signer = signer or CheckpointSigner(engine, keys, settings)
         self._queue: queue.SimpleQueue[_Unit | object] = queue.SimpleQueue()
         self._lock = threading.Lock()
+        self._door = threading.Lock()  # no unit enters the queue behind the stop marker
         self._cache: merkle.CompactRange | None = None
         self._cache_tail: bytes | None = None
         self._thread: threading.Thread | None = None
@@ -303,18 +396,25 @@ class AuditLog:
             return
         if self._closed:
             raise RuntimeError("the audit log is closed")
-        remembered = self.signer.remembered()
+        try:
+            remembered = self.signer.remembered()
+        except CheckpointRefused as exc:
+            # Appends go on; checkpoints wait until the state is repaired.
+            remembered, self.signer_problem = None, exc.detail
+            _log.error("checkpoint signer state unreadable")
         self._signed_size = remembered.size if remembered else None
         self._thread = threading.Thread(target=self._run, name="audit-appender", daemon=True)
         self._thread.start()
 
     def close(self) -> None:
         """Append what is queued, then stop the thread. Later records fail (503)."""
-        if self._closed:
-            return
-        self._closed = True
+        with self._door:
+            if self._closed:
+                return
+            self._closed = True
+            if self._thread is not None:
+                self._queue.put(_STOP)
         if self._thread is not None:
-            self._queue.put(_STOP)
             self._thread.join()
 
     def use_keys(self, keys: KeyRing) -> None:
@@ -361,22 +461,33 @@ class AuditLog:
         `work`'s own exception reaches the caller with nothing written; any failure of
         the append itself is `AuditUnavailable`.
         """
-        if self._closed:
-            raise AuditUnavailable("The audit log is closed.")
         unit = _Unit(draft, work, tuple(subjects))
+        _check_tokens(unit)
         thread = self._thread
+        if thread is not None and threading.current_thread() is thread:
+            raise RuntimeError("audit work must not record entries itself")
+        with self._door:
+            if self._closed:
+                raise AuditUnavailable("The audit log is closed.")
+            if thread is not None:
+                self._queue.put(unit)
         if thread is None:
             self._append([unit])
-        elif threading.current_thread() is thread:
-            raise RuntimeError("audit work must not record entries itself")
-        else:
-            self._queue.put(unit)
         unit.done.acquire()
         if unit.error is not None:
             raise unit.error
         return Recorded(unit.seq, unit.entry_id, unit.result)
 
     def _run(self) -> None:
+        try:
+            self._serve()
+        finally:
+            # Whatever stopped the thread, nobody is left waiting for an answer.
+            with self._door:
+                self._closed = True
+            self._drain()
+
+    def _serve(self) -> None:
         get, get_nowait, cap = self._queue.get, self._queue.get_nowait, self._batch_cap
         while True:
             try:
@@ -399,7 +510,6 @@ class AuditLog:
                 self._append(batch)
                 self._checkpoint_if_due()
             if stop:
-                self._drain()
                 return
 
     def _drain(self) -> None:
@@ -485,7 +595,7 @@ class AuditLog:
                 (audit_subject_entry, subjects),
             ):
                 if rows:
-                    conn.execute(table.insert(), rows)
+                    insert_rows(conn, table, rows)
         return tree, tail
 
     def _run_unit(

@@ -121,13 +121,14 @@ class TreeDamaged(Exception):
     """A stored tree node or leaf the log needs is missing: the log was tampered with."""
 
 
+_TAIL = (
+    select(audit_entry.c.seq, audit_entry.c.leaf_hash).order_by(audit_entry.c.seq.desc()).limit(1)
+)
+
+
 def tree_tail(conn: Connection) -> tuple[int, bytes | None]:
     """(size, last leaf hash): size is the highest seq + 1, never a row count."""
-    row = conn.execute(
-        select(audit_entry.c.seq, audit_entry.c.leaf_hash)
-        .order_by(audit_entry.c.seq.desc())
-        .limit(1)
-    ).first()
+    row = conn.execute(_TAIL).first()
     if row is None:
         return 0, None
     return int(row[0]) + 1, bytes(row[1])
@@ -197,10 +198,12 @@ def frontier(conn: Connection, size: int) -> merkle.CompactRange:
     return merkle.CompactRange.from_nodes(size, node_source(conn, merkle.root_nodes(size)))
 
 
-def entry_rows(conn: Connection, size: int, page: int = 2000) -> Iterator[tuple[int, bytes, bytes]]:
-    """(seq, bytes, leaf hash) of every entry below `size` in seq order, a page per query
-    (short statements: no cursor held open across a long verification or export)."""
-    after = -1
+def entry_rows(
+    conn: Connection, size: int, start: int = 0, page: int = 2000
+) -> Iterator[tuple[int, bytes, bytes]]:
+    """(seq, bytes, leaf hash) of every entry in [start, size) in seq order, a page per
+    query (short statements: no cursor held open across a long verification or export)."""
+    after = start - 1
     while True:
         rows = conn.execute(
             select(audit_entry.c.seq, audit_entry.c.bytes, audit_entry.c.leaf_hash)

@@ -20,7 +20,7 @@ import psycopg
 from sqlalchemy import Engine, text
 
 from broker.audit.service import LiveReport, verify_live
-from broker.audit.signer import CheckpointSigner
+from broker.audit.signer import STATE_FILE, CheckpointSigner
 from broker.audit.store import AuditLog
 from broker.audit.tables import INSERT_ONLY
 from broker.db import is_sqlite, make_engine
@@ -179,7 +179,7 @@ def make_env(
         **options,
     )
     engine = make_engine(url)
-    signer = CheckpointSigner(engine, keys, made, state_path=state_dir / "signer.json")
+    signer = CheckpointSigner(engine, keys, made, state_path=state_dir / STATE_FILE)
     log = AuditLog(engine, keys, made, signer=signer, **log_options)
     return LogEnv(url, engine, made, keys, signer, log)
 

@@ -255,3 +255,32 @@ def test_when_the_read_cannot_be_recorded_nothing_is_disclosed(
         assert answer.json()["code"] == "audit_unavailable"
         assert "items" not in answer.json()
         assert "entry_b64" not in answer.json()
+
+
+
+def test_the_subject_report_service_finds_a_subjects_entries_by_token(runtime: Runtime) -> None:
+    from datetime import date
+
+    from broker.audit.service import subject_report, subject_token
+    from broker.errors import ValidationFailed
+    from broker.identifiers import valid_bsn_from
+
+    bsn, other = valid_bsn_from(123_456_000), valid_bsn_from(123_457_000)
+    token = subject_token(runtime.keys, {"bsn": bsn, "kvk": None})
+    seen = draft(1, org="gemeente", source="politie")
+    seen["items"][0]["subjects"] = [token]
+    runtime.audit.record(seen)
+    runtime.audit.record({**draft(2, org="belastingdienst"), "confidential_until": "2999-01-01"},
+                         subjects=[token])
+    runtime.audit.record(draft(3, org="riec"),
+                         subjects=[subject_token(runtime.keys, {"bsn": other})])
+    report = subject_report(runtime.engine, [token], today=date(2026, 11, 28))
+    assert [(r["recipient"], r["purpose"], r["action"]) for r in report] == [
+        ("gemeente", "integrale-controle", "disclosure")]
+    assert report[0]["items"][0]["rule"] == "r1"
+    later = subject_report(runtime.engine, [token], today=date(2999, 1, 1))
+    assert [r["recipient"] for r in later] == ["gemeente", "belastingdienst"]
+    for subject in ({"bsn": "123456789"}, {}, {"bsn": bsn, "kvk": "12345678"}, {"name": "x"}):
+        with pytest.raises(ValidationFailed) as refused:
+            subject_token(runtime.keys, subject)
+        assert "123456789" not in str(refused.value.errors)

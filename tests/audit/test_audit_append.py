@@ -127,7 +127,13 @@ def test_drafts_may_not_fill_what_the_appender_fills(make_log: MakeLog) -> None:
         env.log.record({**draft(1), "seq": 7})
     with pytest.raises(ValueError, match="validation error"):
         env.log.record({**draft(1), "action": "not-an-action"})
+    env.log.start()
+    with pytest.raises(TypeError, match="subject tokens"):
+        env.log.record(draft(1), subjects=["111222333"])  # type: ignore[list-item]
+    with pytest.raises(TypeError, match="mappings"):
+        env.log.record({**draft(1), "items": ["sig_1"]})
     assert entry_count(env) == 0
+    assert env.log.record(draft(2)).seq == 0
 
 
 def install_fault(env: LogEnv) -> None:

@@ -12,7 +12,7 @@ from sqlalchemy.exc import DBAPIError
 from broker import migrate
 from broker.audit.tables import APP_ROLE, ERASABLE, INSERT_ONLY
 from broker.keys import KeyRing
-from tests.audit.audit_kit import LogEnv, make_env
+from tests.audit.audit_kit import LogEnv, draft, make_env
 
 CHANGES = {
     "audit_entry": ("UPDATE audit_entry SET action = 'hit'", "DELETE FROM audit_entry"),
@@ -88,12 +88,18 @@ def test_the_app_role_may_insert_and_select_but_never_change_the_log(env: LogEnv
     assert counts(env.engine) == before
 
 
-def test_downgrade_refuses_while_the_log_holds_entries(env: LogEnv) -> None:
+def test_downgrade_stops_at_the_log_while_it_holds_entries(env: LogEnv) -> None:
+    """Upgrade, downgrade, upgrade on a populated database: later revisions may go down
+    and up again, 0002 refuses to drop the log, and no audit row changes."""
     before = counts(env.engine)
     with pytest.raises(RuntimeError, match="audit_entry holds 5 entries"):
         migrate.downgrade(env.engine, "0001")
+    assert migrate.current_revision(env.engine) in ("0002", migrate.head_revision())
+    assert counts(env.engine) == before
+    migrate.upgrade(env.engine)
     assert migrate.current_revision(env.engine) == migrate.head_revision()
     assert counts(env.engine) == before
+    assert env.log.record(draft(5)).seq == 5
     assert env.verify().ok
 
 

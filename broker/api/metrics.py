@@ -1,0 +1,209 @@
+"""`GET /metrics`: Prometheus text exposition format 0.0.4, written by hand, no token.
+
+Request counts and latencies come from this process's `Observations` (so with several
+worker processes each scrape sees one process, as with any per-process exporter).
+Disclosures by outcome and entries by action come from the audit log itself, which all
+processes share: each process tallies the entries appended since its last scrape (at
+most `SCAN_CAP` per scrape, so a first scrape of a large log catches up over a few),
+reading each entry once. The log is the truth about what was disclosed; counting it
+rather than counting answers means the figures cannot drift from it.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any, Final
+
+from fastapi import APIRouter, Request
+from fastapi.responses import Response
+from sqlalchemy import Engine, select
+from sqlalchemy.exc import SQLAlchemyError
+
+from broker.api.deps import RuntimeDep
+from broker.api.observe import BUCKETS, Observations, Snapshot
+from broker.api.routing import StrictJSONRoute
+from broker.audit.tables import audit_entry, tree_size
+
+CONTENT_TYPE: Final = "text/plain; version=0.0.4; charset=utf-8"
+SCAN_CAP: Final = 20_000
+DISCLOSING: Final = frozenset({"disclosure", "hit", "area_summary"})
+
+router = APIRouter(route_class=StrictJSONRoute, tags=["operations"])
+_state_lock = threading.Lock()
+
+
+@dataclass
+class AuditTally:
+    """Entries of the shared audit log counted by (action, outcome), read incrementally."""
+
+    next_seq: int = 0
+    entries: dict[tuple[str, str], int] = field(default_factory=dict)
+    disclosures: dict[tuple[str, str], int] = field(default_factory=dict)
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def refresh(self, engine: Engine, cap: int = SCAN_CAP) -> None:
+        """Count the entries appended since the last refresh (at most `cap` of them)."""
+        with self.lock:
+            query = (
+                select(audit_entry.c.seq, audit_entry.c.action, audit_entry.c.bytes)
+                .where(audit_entry.c.seq >= self.next_seq)
+                .order_by(audit_entry.c.seq)
+                .limit(cap)
+            )
+            with engine.connect() as conn:
+                rows = conn.execute(query).all()
+            for seq, action, data in rows:
+                self._count(str(action), bytes(data))
+                self.next_seq = int(seq) + 1
+
+    def counts(self) -> tuple[dict[tuple[str, str], int], dict[tuple[str, str], int]]:
+        """Copies of the (entries, disclosures) counts so far."""
+        with self.lock:
+            return dict(self.entries), dict(self.disclosures)
+
+    def _count(self, action: str, data: bytes) -> None:
+        try:
+            entry: Any = json.loads(data)
+            outcome = str(entry["outcome"])
+            objects = entry.get("objects") or {}
+        except (ValueError, KeyError, TypeError, AttributeError):
+            outcome, objects = "unreadable", {}
+        _bump(self.entries, (action, outcome))
+        if action in DISCLOSING:
+            _bump(self.disclosures, (action, outcome))
+        elif action == "refusal" and objects.get("request") in DISCLOSING:
+            _bump(self.disclosures, (str(objects["request"]), outcome))
+
+
+def _bump(counts: dict[tuple[str, str], int], key: tuple[str, str]) -> None:
+    counts[key] = counts.get(key, 0) + 1
+
+
+# --- rendering (pure) ---
+
+
+def _escape(value: str) -> str:
+    return value.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
+
+
+def _labels(pairs: Iterable[tuple[str, str]]) -> str:
+    inner = ",".join(f'{name}="{_escape(value)}"' for name, value in pairs)
+    return "{" + inner + "}" if inner else ""
+
+
+def _number(value: float) -> str:
+    if isinstance(value, int) or float(value).is_integer():
+        return str(int(value))
+    return repr(float(value))
+
+
+def _family(name: str, kind: str, help_text: str) -> list[str]:
+    return [f"# HELP {name} {help_text}", f"# TYPE {name} {kind}"]
+
+
+def _requests(snapshot: Snapshot) -> list[str]:
+    name = "sluis_http_requests_total"
+    lines = _family(name, "counter", "HTTP requests by method, route template and status.")
+    for (method, route, status), count in sorted(snapshot.requests.items()):
+        labels = _labels((("method", method), ("route", route), ("status", str(status))))
+        lines.append(f"{name}{labels} {count}")
+    return lines
+
+
+def _latency(snapshot: Snapshot) -> list[str]:
+    name = "sluis_http_request_duration_seconds"
+    lines = _family(name, "histogram", "Time from request to the end of the answer.")
+    for (method, route), latency in sorted(snapshot.latency.items()):
+        base = (("method", method), ("route", route))
+        running = 0
+        for bound, count in zip((*map(_number, BUCKETS), "+Inf"), latency.buckets, strict=True):
+            running += count
+            lines.append(f"{name}_bucket{_labels((*base, ('le', bound)))} {running}")
+        lines.append(f"{name}_sum{_labels(base)} {_number(latency.total)}")
+        lines.append(f"{name}_count{_labels(base)} {latency.count}")
+    return lines
+
+
+def _counted(
+    name: str, help_text: str, first: str, counts: Mapping[tuple[str, str], int]
+) -> list[str]:
+    lines = _family(name, "counter", help_text)
+    for (label, outcome), count in sorted(counts.items()):
+        lines.append(f"{name}{_labels(((first, label), ('outcome', outcome)))} {count}")
+    return lines
+
+
+def render(
+    snapshot: Snapshot,
+    *,
+    entries: Mapping[tuple[str, str], int],
+    disclosures: Mapping[tuple[str, str], int],
+    audit_size: int | None,
+    audit_healthy: bool,
+) -> str:
+    """The exposition text of every family."""
+    lines = _requests(snapshot) + _latency(snapshot)
+    lines += _family("sluis_http_requests_in_flight", "gauge", "Requests being answered now.")
+    lines.append(f"sluis_http_requests_in_flight {snapshot.in_flight}")
+    lines += _counted(
+        "sluis_disclosures_total",
+        "Disclosures, hit checks and area summaries in the audit log, by outcome.",
+        "request",
+        disclosures,
+    )
+    lines += _counted(
+        "sluis_audit_entries_total", "Audit entries by action and outcome.", "action",
+        entries,
+    )
+    lines += _family("sluis_audit_log_size", "gauge", "Entries in the audit log (tree size).")
+    if audit_size is not None:
+        lines.append(f"sluis_audit_log_size {audit_size}")
+    lines += _family("sluis_audit_healthy", "gauge", "1 while the audit appender can append.")
+    lines.append(f"sluis_audit_healthy {int(audit_healthy)}")
+    return "\n".join(lines) + "\n"
+
+
+# --- the route ---
+
+
+def _tally_of(request: Request) -> AuditTally:
+    state = request.app.state
+    with _state_lock:
+        tally: AuditTally | None = getattr(state, "audit_tally", None)
+        if tally is None:
+            tally = state.audit_tally = AuditTally()
+    return tally
+
+
+def _observations_of(request: Request) -> Observations:
+    observations: Observations | None = getattr(request.app.state, "observations", None)
+    return observations or Observations()
+
+
+@router.get(
+    "/metrics",
+    response_class=Response,
+    responses={200: {"content": {"text/plain": {"schema": {"type": "string"}}}}},
+)
+def metrics(request: Request, runtime: RuntimeDep) -> Response:
+    """Prometheus metrics: requests, latencies, disclosures by outcome, audit log size."""
+    tally = _tally_of(request)
+    size: int | None
+    try:
+        tally.refresh(runtime.engine)
+        with runtime.engine.connect() as conn:
+            size = tree_size(conn)
+    except SQLAlchemyError:
+        size = None  # the request figures (and the counts so far) are still worth a scrape
+    entries, disclosures = tally.counts()
+    body = render(
+        _observations_of(request).snapshot(),
+        entries=entries,
+        disclosures=disclosures,
+        audit_size=size,
+        audit_healthy=runtime.audit.healthy and size is not None,
+    )
+    return Response(body, media_type=CONTENT_TYPE)

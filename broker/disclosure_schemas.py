@@ -1,0 +1,214 @@
+"""Request and response models of disclosures, hits, area summaries, re-identification and
+the subject report (API.md). Unknown fields are refused everywhere; no model echoes a value.
+"""
+
+from __future__ import annotations
+
+from datetime import date
+from typing import Annotated, Any, Literal
+
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    StrictBool,
+    StrictInt,
+    StringConstraints,
+    model_validator,
+)
+
+Ident = Annotated[str, StringConstraints(pattern=r"^[a-z0-9]+(-[a-z0-9]+)*$", max_length=64)]
+# A case number, not free text: it is written into the audit log.
+CaseReference = Annotated[
+    str, StringConstraints(pattern=r"^[A-Za-z0-9][A-Za-z0-9._/:-]{0,63}$")
+]
+Identifier = Annotated[str, StringConstraints(min_length=1, max_length=20)]
+SignalId = Annotated[str, StringConstraints(pattern=r"^sig_[a-z2-7]{1,36}$")]
+Ref = Annotated[str, StringConstraints(pattern=r"^sg_[a-z2-7]{26}$")]
+DisclosureId = Annotated[str, StringConstraints(pattern=r"^dsc_[a-z2-7]{1,36}$")]
+FieldPath = Annotated[
+    str, StringConstraints(pattern=r"^[a-z_]+(\.[a-z][a-z0-9_]*)?$", max_length=200)
+]
+FreeText = Annotated[str, StringConstraints(min_length=1, max_length=2000)]
+
+SUBJECT_IDENTIFIERS = ("bsn", "kvk", "plate", "bag_id")
+MAX_SIGNAL_IDS = 100
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class SubjectQuery(Strict):
+    """Exactly one identifier of one subject."""
+
+    bsn: Identifier | None = None
+    kvk: Identifier | None = None
+    plate: Identifier | None = None
+    bag_id: Identifier | None = None
+
+    @model_validator(mode="after")
+    def _exactly_one(self) -> SubjectQuery:
+        given = [name for name in SUBJECT_IDENTIFIERS if getattr(self, name) is not None]
+        if len(given) != 1:
+            raise ValueError("name exactly one of bsn, kvk, plate or bag_id")
+        return self
+
+    def identifier(self) -> tuple[str, str]:
+        """(kind, value) of the one identifier given."""
+        for name in SUBJECT_IDENTIFIERS:
+            value = getattr(self, name)
+            if value is not None:
+                return name, value
+        raise ValueError("no identifier")  # unreachable after validation
+
+
+class AddressQuery(Strict):
+    postcode: Annotated[str, StringConstraints(max_length=10)]
+    house_number: Annotated[StrictInt, Field(ge=1, le=99999)]
+    house_letter: Annotated[str, StringConstraints(pattern=r"^[A-Za-z]$")] | None = None
+    addition: Annotated[str, StringConstraints(min_length=1, max_length=10)] | None = None
+
+
+class AreaQuery(Strict):
+    """A postcode area: six characters (`1012AB`) or its four digits (`1012`)."""
+
+    postcode: Annotated[str, StringConstraints(max_length=10)]
+
+
+class DisclosureQuery(Strict):
+    """Exactly one of subject, address, area or signal ids; `categories` narrows it."""
+
+    subject: SubjectQuery | None = None
+    address: AddressQuery | None = None
+    area: AreaQuery | None = None
+    signals: Annotated[list[SignalId], Field(min_length=1, max_length=MAX_SIGNAL_IDS)] | None = None
+    categories: Annotated[list[Ident], Field(min_length=1, max_length=50)] | None = None
+
+    @model_validator(mode="after")
+    def _exactly_one(self) -> DisclosureQuery:
+        given = [n for n in ("subject", "address", "area", "signals") if getattr(self, n)]
+        if len(given) != 1:
+            raise ValueError("name exactly one of subject, address, area or signals")
+        return self
+
+
+class PurposeBound(Strict):
+    purpose: Ident
+    case_reference: CaseReference | None = None
+
+
+class DisclosureIn(PurposeBound):
+    query: DisclosureQuery
+    # Until this day the entry is left out of the data subject's access report
+    # (for example during a criminal investigation).
+    confidential_until: date | None = None
+
+
+class HitIn(PurposeBound):
+    subject: SubjectQuery
+    confidential_until: date | None = None
+
+
+class AreaSummaryIn(PurposeBound):
+    area: AreaQuery
+
+
+class ReleasedSignal(BaseModel):
+    ref: str
+    category: str
+    source: str | None = Field(default=None, description="absent when the rule hides it")
+    legal_basis: str
+    rule: str
+    fields: dict[str, Any]
+
+
+class DisclosureOut(BaseModel):
+    disclosure_id: str
+    audit_seq: int
+    policy_hash: str
+    purpose: str
+    signals: list[ReleasedSignal]
+    truncated: bool = Field(
+        default=False, description="more signals were released than one answer carries"
+    )
+
+
+class HitOut(BaseModel):
+    hit: bool
+    sources: list[str]
+    audit_seq: int
+    policy_hash: str
+
+
+class CategoryCount(BaseModel):
+    category: str
+    count: int | None
+    suppressed: bool
+
+
+class AreaSummaryOut(BaseModel):
+    area: AreaQuery
+    categories: list[CategoryCount]
+    audit_seq: int
+    policy_hash: str
+
+
+class ReidentificationIn(Strict):
+    disclosure_id: DisclosureId
+    ref: Ref
+    field: FieldPath
+    justification: FreeText
+
+
+class DecisionIn(Strict):
+    approve: StrictBool
+    reason: FreeText
+
+
+class ReidentificationOut(BaseModel):
+    id: str
+    status: Literal["pending", "approved", "refused", "revealed"]
+    disclosure_id: str | None = None
+    ref: str | None = None
+    field: str | None = None
+    purpose: str | None = None
+    org: str | None = None
+    justification: str | None = None
+    reason: str | None = None
+    created_at: str | None = None
+    decided_at: str | None = None
+    revealed_at: str | None = None
+    audit_seq: int | None = None
+    value: Any = Field(default=None, description="the clear value, given once when approved")
+
+
+class SubjectReportIn(Strict):
+    subject: SubjectQuery
+
+
+class ReportedItem(BaseModel):
+    rule: str | None
+    legal_basis: str
+    category: str
+    source: str
+    fields: dict[str, Any]
+
+
+class ReportedAct(BaseModel):
+    seq: int
+    time: str
+    action: str
+    outcome: str
+    recipient: str | None
+    purpose: str | None
+    legal_basis: str | None
+    items: list[ReportedItem]
+
+
+class SubjectReportOut(BaseModel):
+    subject_type: str
+    items: list[ReportedAct]
+    withheld: int = Field(
+        description="entries still confidential, left out; for the officer, not the subject"
+    )

@@ -1,0 +1,169 @@
+"""The officer's reading pages: overview, log, one entry, policy, and the stylesheet.
+
+Each view is recorded as an `audit_read` before anything is gathered for it (fail
+closed); the figures come from the page services beside this module, which call the
+audit service and the policy history.
+"""
+
+from __future__ import annotations
+
+from datetime import date
+from typing import Annotated, Final, get_args
+
+from fastapi import APIRouter, Form, Path, Query, Request, Response
+from fastapi.responses import HTMLResponse, RedirectResponse
+from sqlalchemy import Engine
+
+from broker.api.deps import RuntimeDep
+from broker.audit.entry import MAX_SAFE_INTEGER, Action
+from broker.audit.signer import StoredCheckpoint, latest_checkpoint
+from broker.audit.tables import tree_size
+from broker.clock import rfc3339, utcnow
+from broker.errors import FieldProblem, ValidationFailed
+from broker.officer import reid
+from broker.officer.activity import LOCAL, SERIES, activity
+from broker.officer.chart import Series, bar_chart
+from broker.officer.entries import OUTCOMES, LogQuery, entry_detail, log_page
+from broker.officer.i18n import Translator
+from broker.officer.rules import Names, history
+from broker.officer.web import (
+    PREFIX,
+    STATIC_DIR,
+    OfficerDep,
+    OfficerRoute,
+    check_csrf,
+    check_origin,
+    lang_of,
+    record_view,
+    render,
+    state_of,
+)
+
+router = APIRouter(route_class=OfficerRoute, prefix=PREFIX, include_in_schema=False)
+WEEKS: Final = 6
+ACTIONS: Final = get_args(Action)
+Text = Annotated[str, Query(max_length=100)]
+
+
+def today() -> date:
+    """Today in the Netherlands (the pages count calendar days as the officer does)."""
+    return utcnow().astimezone(LOCAL).date()
+
+
+@router.get("/static/officer.css")
+def stylesheet() -> Response:
+    """The pages' one stylesheet."""
+    return Response((STATIC_DIR / "officer.css").read_bytes(), media_type="text/css")
+
+
+def _log_state(engine: Engine) -> tuple[int, StoredCheckpoint | None]:
+    with engine.connect() as conn:
+        return tree_size(conn), latest_checkpoint(conn)
+
+
+@router.get("/", response_class=HTMLResponse)
+def overview(request: Request, runtime: RuntimeDep, officer: OfficerDep) -> HTMLResponse:
+    """The log's state and verification, activity per day, per recipient, open requests."""
+    record_view(runtime, officer, request, {"read": "officer_overview"})
+    t = Translator(lang_of(request))
+    verification = state_of(request).verification(runtime, fresh=False)
+    size, checkpoint = _log_state(runtime.engine)
+    figures = activity(runtime.engine, today=today(), weeks=WEEKS)
+    series = [Series(key, t(f"series.{key}"), figures.series[key]) for key in SERIES]
+    chart = bar_chart(
+        figures.days, series, title=t("overview.chart_title"),
+        description=t("overview.chart_desc", start=figures.days[0].isoformat(),
+                      end=figures.days[-1].isoformat()),
+    )
+    return render(
+        request, "overview.html", officer=officer, runtime=runtime, nav="overview",
+        size=size, checkpoint=checkpoint, verification=verification, figures=figures,
+        series=series, chart=chart, weeks=WEEKS, names=Names(runtime.policy.pack),
+        open_requests=reid.requests(runtime, status="pending"),
+    )
+
+
+@router.post("/verify")
+def verify_now(request: Request, runtime: RuntimeDep, officer: OfficerDep,
+               csrf: Annotated[str, Form(max_length=200)] = "") -> Response:
+    """Verify the whole log now instead of showing the last result."""
+    check_origin(request)
+    check_csrf(runtime, officer, csrf)
+    record_view(runtime, officer, request, {"read": "officer_verify"})
+    state_of(request).verification(runtime, fresh=True)
+    return RedirectResponse(f"{PREFIX}/", status_code=303)
+
+
+def _choice(value: str | None, allowed: tuple[str, ...] | list[str],
+            name: str) -> str | None:
+    if not value:
+        return None
+    if value not in allowed:
+        raise ValidationFailed("Not a valid filter.",
+                               errors=[FieldProblem(("query", name), "not a valid choice")])
+    return value
+
+
+def _day(value: str | None, name: str) -> date | None:
+    if not value:
+        return None
+    try:
+        return date.fromisoformat(value)
+    except ValueError:
+        raise ValidationFailed("Not a date.",
+                               errors=[FieldProblem(("query", name), "not a date")]) from None
+
+
+@router.get("/log", response_class=HTMLResponse)
+def log(request: Request, runtime: RuntimeDep, officer: OfficerDep,
+        org: Text = "", purpose: Text = "", action: Text = "", outcome: Text = "",
+        since: Text = "", until: Text = "", hide_reads: Text = "", filtered: Text = "",
+        cursor: Text = "") -> HTMLResponse:
+    """Entries newest first, filtered and paged."""
+    pack = runtime.policy.pack
+    query = LogQuery(
+        org=_choice(org, list(pack.organisations), "org"),
+        purpose=_choice(purpose, list(pack.purposes), "purpose"),
+        action=_choice(action, ACTIONS, "action"),
+        outcome=_choice(outcome, OUTCOMES, "outcome"),
+        since=_day(since, "since"),
+        until=_day(until, "until"),
+        # Until the form is used, the officer's own reads (every page view) stay hidden.
+        hide_reads=bool(hide_reads) or not filtered,
+    )
+    record_view(runtime, officer, request, {
+        "read": "officer_log", "org": query.org, "purpose": query.purpose,
+        "action": query.action, "outcome": query.outcome,
+        "since": query.since.isoformat() if query.since else None,
+        "until": query.until.isoformat() if query.until else None,
+    })
+    page = log_page(runtime, query, cursor=cursor or None)
+    params = {k: v for k, v in {
+        "org": query.org, "purpose": query.purpose, "action": query.action,
+        "outcome": query.outcome, "since": since or None, "until": until or None,
+        "hide_reads": "1" if query.hide_reads else None, "filtered": "1",
+    }.items() if v}
+    return render(request, "log.html", officer=officer, runtime=runtime, nav="log",
+                  query=query, page=page, params=params, actions=ACTIONS, outcomes=OUTCOMES,
+                  names=Names(pack), pack=pack, first_page=not cursor)
+
+
+@router.get("/log/{seq}", response_class=HTMLResponse)
+def entry(request: Request, runtime: RuntimeDep, officer: OfficerDep,
+          seq: Annotated[int, Path(ge=0, le=MAX_SAFE_INTEGER)]) -> HTMLResponse:
+    """One entry in full, with its rule, legal basis, fields, and its verified proof."""
+    record_view(runtime, officer, request, {"read": "officer_entry", "seq": seq})
+    detail = entry_detail(runtime, seq)
+    names = Names(detail.pack or runtime.policy.pack)
+    return render(request, "entry.html", officer=officer, runtime=runtime, nav="log",
+                  detail=detail, view=detail.view, names=names)
+
+
+@router.get("/policy", response_class=HTMLResponse)
+def policy(request: Request, runtime: RuntimeDep, officer: OfficerDep) -> HTMLResponse:
+    """The live pack's rules in words, its hash, and the history of activations."""
+    record_view(runtime, officer, request, {"read": "officer_policy"})
+    live = runtime.policy
+    return render(request, "policy.html", officer=officer, runtime=runtime, nav="policy",
+                  pack=live.pack, loaded_at=rfc3339(live.loaded_at), names=Names(live.pack),
+                  history=history(runtime.engine))

@@ -1,0 +1,119 @@
+"""The officer's pages that answer someone: a data subject's access request, and
+re-identification requests to approve or refuse.
+
+The subject's identifier arrives in a POST body (never in a URL, so it stays out of
+histories and access logs); the subject report service uses it only as its blind-index
+token and records the look-up itself.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Final
+
+from fastapi import APIRouter, Form, Path, Request, Response
+from fastapi.responses import HTMLResponse, RedirectResponse
+
+from broker.actors import actor_of
+from broker.api.deps import RuntimeDep, get_request_id
+from broker.errors import Conflict, Forbidden, ValidationFailed
+from broker.officer import reid, subjects
+from broker.officer.i18n import Translator
+from broker.officer.pages import today
+from broker.officer.rules import Names
+from broker.officer.web import (
+    PREFIX,
+    OfficerDep,
+    OfficerRoute,
+    SignedIn,
+    check_csrf,
+    check_origin,
+    lang_of,
+    record_view,
+    render,
+)
+from broker.runtime import Runtime
+
+router = APIRouter(route_class=OfficerRoute, prefix=PREFIX, include_in_schema=False)
+Short = Annotated[str, Form(max_length=200)]
+Reason = Annotated[str, Form(max_length=2000)]
+RequestId = Annotated[str, Path(max_length=40, pattern=r"^[A-Za-z0-9_-]+$")]
+DECISIONS: Final = {"approve": True, "refuse": False}
+
+
+@router.get("/subject", response_class=HTMLResponse)
+def subject_form(request: Request, runtime: RuntimeDep, officer: OfficerDep) -> HTMLResponse:
+    """The form for a data subject's access request."""
+    return render(request, "subject.html", officer=officer, runtime=runtime, nav="subject",
+                  kinds=subjects.KINDS, kind="bsn", rows=None, error=None, masked=None)
+
+
+@router.post("/subject", response_class=HTMLResponse)
+def subject_report(request: Request, runtime: RuntimeDep, officer: OfficerDep,
+                   kind: Short = "bsn", value: Short = "", csrf: Short = "",
+                   letter: Short = "") -> HTMLResponse:
+    """The report as a page, or (`letter`) as a printable letter to the data subject."""
+    check_origin(request)
+    check_csrf(runtime, officer, csrf)
+    t = Translator(lang_of(request))
+    try:
+        found = subjects.report(runtime, actor_of(runtime.keys, officer), kind, value,
+                                request_id=get_request_id(request))
+    except ValidationFailed:
+        return render(request, "subject.html", officer=officer, runtime=runtime,
+                      nav="subject", kinds=subjects.KINDS, kind=kind, rows=None,
+                      error=t("subject.invalid"), masked=None, status=422)
+    template = "subject_letter.html" if letter else "subject.html"
+    return render(request, template, officer=officer, runtime=runtime, nav="subject",
+                  kinds=subjects.KINDS, kind=kind, rows=found.rows, withheld=found.withheld,
+                  error=None, masked=subjects.masked(value),
+                  names=Names(runtime.policy.pack), today=today())
+
+
+@router.get("/reidentifications", response_class=HTMLResponse)
+def reidentifications(request: Request, runtime: RuntimeDep,
+                      officer: OfficerDep) -> HTMLResponse:
+    """Every re-identification request, newest first."""
+    record_view(runtime, officer, request, {"read": "officer_reidentifications"})
+    return render(request, "reidentifications.html", officer=officer, runtime=runtime,
+                  nav="reid", items=reid.requests(runtime), names=Names(runtime.policy.pack))
+
+
+def _request_page(request: Request, runtime: Runtime, officer: SignedIn, request_id: str, *,
+                  message: str | None = None, status: int = 200) -> HTMLResponse:
+    return render(request, "reidentification.html", officer=officer, runtime=runtime,
+                  nav="reid", item=reid.request(runtime, request_id),
+                  names=Names(runtime.policy.pack), message=message, status=status,
+                  decided=bool(request.query_params.get("decided")))
+
+
+@router.get("/reidentifications/{request_id}", response_class=HTMLResponse)
+def reidentification(request: Request, runtime: RuntimeDep, officer: OfficerDep,
+                     request_id: RequestId) -> HTMLResponse:
+    """One request: what is asked, why (the justification), and the decision form."""
+    record_view(runtime, officer, request,
+                {"read": "officer_reidentification", "reidentification": request_id})
+    return _request_page(request, runtime, officer, request_id)
+
+
+@router.post("/reidentifications/{request_id}/decision")
+def decide(request: Request, runtime: RuntimeDep, officer: OfficerDep,
+           request_id: RequestId, decision: Short = "", reason: Reason = "",
+           csrf: Short = "") -> Response:
+    """Approve or refuse with a reason, through the re-identification service."""
+    check_origin(request)
+    check_csrf(runtime, officer, csrf)
+    t = Translator(lang_of(request))
+    if decision not in DECISIONS or not reason.strip():
+        return _request_page(request, runtime, officer, request_id,
+                             message=t("reid.no_reason"), status=422)
+    try:
+        reid.decide(runtime, officer, request_id, approve=DECISIONS[decision],
+                    reason=reason.strip(), request_id_header=get_request_id(request))
+    except Forbidden:
+        return _request_page(request, runtime, officer, request_id, message=t("reid.own"),
+                             status=403)
+    except Conflict:
+        return _request_page(request, runtime, officer, request_id,
+                             message=t("reid.already"), status=409)
+    return RedirectResponse(f"{PREFIX}/reidentifications/{request_id}?decided=1",
+                            status_code=303)

@@ -1,0 +1,95 @@
+"""A data subject's access report for the officer's pages.
+
+The report is `broker.subject_report.subject_report`, the same service as the API's
+`POST /v1/audit/subject-report`: it finds the subject through its blind-index token,
+narrows each entry to the subject's own items, leaves confidential entries out until
+their date, names no employee, and records the look-up itself (`audit_read`, tagged with
+the subject). This module only tidies what the officer types and shapes the rows for a
+page and for a letter to the data subject.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import date
+from typing import Any, Final
+
+from pydantic import ValidationError
+
+from broker import subject_report
+from broker.actors import Actor
+from broker.disclosure_schemas import SubjectQuery
+from broker.errors import FieldProblem, ValidationFailed
+from broker.officer.activity import local_day
+from broker.runtime import Runtime
+
+KINDS: Final = ("bsn", "kvk", "plate", "bag_id")
+
+
+def query(kind: str, value: str) -> SubjectQuery:
+    """The identifier as a subject query, without the spaces and dashes people type
+    (`1234 AB`, `12-AB-34`); ValidationFailed, never echoing the value, if it is not one."""
+    compact = "".join(value.split())
+    if kind == "plate":
+        compact = compact.replace("-", "").upper()
+    try:
+        if kind not in KINDS:
+            raise ValueError(kind)
+        return SubjectQuery.model_validate({kind: compact})
+    except (ValueError, ValidationError):
+        raise ValidationFailed("The identifier is not valid.",
+                               errors=[FieldProblem(("form", "value"), "not valid")]) from None
+
+
+def masked(value: str) -> str:
+    """An identifier with all but its last three characters hidden, for headings."""
+    compact = "".join(value.split())
+    return "•" * max(0, len(compact) - 3) + compact[-3:]
+
+
+@dataclass(frozen=True, slots=True)
+class ReportRow:
+    """One act in the report: a day, who received, why, under which basis, what."""
+
+    day: date
+    action: str
+    outcome: str
+    recipient: str | None
+    purpose: str | None
+    legal_bases: list[str]
+    categories: list[str]
+    fields: list[tuple[str, Any]]
+
+
+@dataclass(frozen=True, slots=True)
+class Report:
+    rows: list[ReportRow]
+    withheld: int
+    """Entries left out as still confidential: for the officer, never for the letter."""
+
+
+def report(runtime: Runtime, actor: Actor, kind: str, value: str, *,
+           request_id: str | None) -> Report:
+    """The access report of the subject with this identifier, oldest first (audited)."""
+    answer = subject_report.subject_report(runtime, actor, query(kind, value),
+                                           request_id=request_id)
+    return Report([_row(item) for item in answer["items"]], int(answer["withheld"]))
+
+
+def _row(row: dict[str, Any]) -> ReportRow:
+    items = row.get("items") or []
+    bases = [row["legal_basis"]] if row.get("legal_basis") else []
+    bases += [i["legal_basis"] for i in items if i.get("legal_basis")]
+    fields: dict[str, Any] = {}
+    for item in items:
+        fields.update(item.get("fields") or {})
+    return ReportRow(
+        day=local_day(row["time"]),
+        action=row["action"],
+        outcome=row.get("outcome") or "granted",
+        recipient=row.get("recipient"),
+        purpose=row.get("purpose"),
+        legal_bases=list(dict.fromkeys(bases)),
+        categories=list(dict.fromkeys(i["category"] for i in items if i.get("category"))),
+        fields=sorted(fields.items()),
+    )

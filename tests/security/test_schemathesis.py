@@ -1,0 +1,156 @@
+"""schemathesis against the app's own `/openapi.json`, authenticated (rows 21, 30-32, 34).
+
+Every operation gets positive and negative cases, sent with a token of a client that
+may call it (and `X-Acting-User`), through the checks `not_a_server_error`,
+`negative_data_rejection` and `ignored_auth`; then schemathesis's state machine follows
+the links it infers between operations (create a signal, then read or retract it). Every
+answer also passes the suite's leak check. Bounded for CI: `BROKER_SCHEMATHESIS_EXAMPLES`
+cases per operation and mode (default 10), derandomised so a failure replays.
+
+The document is used as served, plus one thing it lacks today: the bearer security
+scheme on protected operations, without which `ignored_auth` has nothing to check.
+"""
+
+from __future__ import annotations
+
+import copy
+import os
+from collections import Counter
+from collections.abc import Callable
+from typing import Any
+
+import hypothesis
+import pytest
+import schemathesis
+from fastapi.testclient import TestClient
+from hypothesis import HealthCheck, Phase
+from schemathesis import GenerationMode
+from schemathesis.checks import not_a_server_error
+from schemathesis.specs.openapi.checks import ignored_auth, negative_data_rejection
+
+from tests.security.conftest import Exchange, allowed_roles, first_role
+
+Headers = Callable[..., dict[str, str]]
+EXAMPLES = int(os.environ.get("BROKER_SCHEMATHESIS_EXAMPLES", "10"))
+CHECKS = [not_a_server_error, negative_data_rejection, ignored_auth]
+SKIPPED = {("POST", "/v1/admin/keys/rotate")}
+"""Rotating keys mid-run changes what every later case is checked against; rotation has
+its own tests (row 14)."""
+
+
+def settings(examples: int) -> hypothesis.settings:
+    phases = [Phase.explicit, Phase.generate]
+    if os.environ.get("BROKER_SCHEMATHESIS_SHRINK"):
+        phases.append(Phase.shrink)
+    return hypothesis.settings(
+        max_examples=examples, deadline=None, derandomize=True, database=None,
+        phases=phases, suppress_health_check=list(HealthCheck), print_blob=True,
+    )
+
+
+def secured(document: dict[str, Any]) -> dict[str, Any]:
+    """The document with the bearer scheme declared on every operation that needs a token."""
+    document = copy.deepcopy(document)
+    schemes = document.setdefault("components", {}).setdefault("securitySchemes", {})
+    schemes["bearer"] = {"type": "http", "scheme": "bearer", "bearerFormat": "JWT"}
+    for path, operations in document["paths"].items():
+        for method, operation in operations.items():
+            if allowed_roles(method, path) is not None:
+                operation.setdefault("security", [{"bearer": []}])
+    return document
+
+
+def label(operation: Any) -> tuple[str, str]:
+    return operation.method.upper(), operation.path
+
+
+@pytest.fixture
+def schema(api: TestClient) -> Any:
+    loaded = schemathesis.openapi.from_dict(secured(api.app.openapi()))  # type: ignore[attr-defined]
+    loaded.app = api.app
+    return loaded
+
+
+@pytest.fixture
+def headers_for(auth_headers: Headers) -> Callable[[str, str], dict[str, str]]:
+    made: dict[tuple[str, ...], dict[str, str]] = {}
+
+    def headers(method: str, path: str) -> dict[str, str]:
+        roles = first_role(method, path)
+        if not roles:
+            return {}
+        if roles not in made:
+            made[roles] = auth_headers("gemeente", list(roles))
+        return made[roles]
+
+    return headers
+
+
+def run_operation(
+    operation: Any, mode: GenerationMode, headers: dict[str, str], statuses: Counter[int]
+) -> None:
+    """Run the checks on `EXAMPLES` cases of one operation, counting the cases' statuses
+    (not those of the probes `ignored_auth` sends without a token)."""
+
+    @settings(EXAMPLES)
+    @hypothesis.given(case=operation.as_strategy(generation_mode=mode))
+    def check(case: Any) -> None:
+        response = case.call_and_validate(headers=headers, checks=CHECKS)
+        statuses[response.status_code] += 1
+
+    check()
+
+
+def test_every_operation_passes_the_checks(
+    schema: Any, headers_for: Callable[[str, str], dict[str, str]], exchanges: list[Exchange]
+) -> None:
+    failures, operations = [], 0
+    statuses = {mode: Counter[int]() for mode in GenerationMode}
+    for result in schema.get_all_operations():
+        operation = result.ok()
+        if label(operation) in SKIPPED:
+            continue
+        operations += 1
+        headers = headers_for(*label(operation))
+        for mode in (GenerationMode.POSITIVE, GenerationMode.NEGATIVE):
+            try:
+                run_operation(operation, mode, headers, statuses[mode])
+            except hypothesis.errors.Unsatisfiable:
+                assert mode is GenerationMode.NEGATIVE  # nothing to negate: no inputs
+            except Exception as exc:  # noqa: BLE001 - collect every operation's failure
+                failures.append(f"{operation.label} [{mode.value}]: {exc}"[:1500])
+    positive, negative = statuses[GenerationMode.POSITIVE], statuses[GenerationMode.NEGATIVE]
+    sent = positive.total() + negative.total()
+    print(f"schemathesis: {sent} cases over {operations} operations ({len(exchanges)} "
+          f"requests with the probes); positive {dict(sorted(positive.items()))}, "
+          f"negative {dict(sorted(negative.items()))}")
+    # Valid cases must get past authentication, or the run proves little.
+    assert positive[401] + positive[403] == 0
+    assert operations >= 25 and sent >= operations * 5
+    assert not failures, f"{len(failures)} failing:\n\n" + "\n\n".join(failures)
+
+
+def test_stateful_link_following(
+    schema: Any, headers_for: Callable[[str, str], dict[str, str]]
+) -> None:
+    """Chains of calls along the links schemathesis infers (ids from one answer used in the
+    next call), with the same checks."""
+    machine = schema.as_state_machine()
+    steps = 0
+
+    class Sluis(machine):  # type: ignore[misc, valid-type]
+        def get_call_kwargs(self, case: Any) -> dict[str, Any]:
+            return {"headers": headers_for(case.method.upper(), case.path)}
+
+        def validate_response(self, response: Any, case: Any, **kwargs: Any) -> None:
+            nonlocal steps
+            steps += 1
+            if (case.method.upper(), case.path) in SKIPPED:
+                return
+            case.validate_response(response, checks=CHECKS, transport_kwargs=kwargs)
+
+    hypothesis.stateful.run_state_machine_as_test(
+        Sluis, settings=hypothesis.settings(settings(max(EXAMPLES, 10)),
+                                            stateful_step_count=8))
+    print(f"schemathesis stateful: {steps} steps")
+    assert steps > 0
