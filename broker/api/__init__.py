@@ -7,14 +7,30 @@ from fastapi import APIRouter
 
 def routers() -> list[APIRouter]:
     """Every router of the API, in the order the OpenAPI document lists them."""
-    from broker.api import admin, audit, health, maintenance, oauth, reference, signals
+    from broker import officer
+    from broker.api import (
+        admin,
+        audit,
+        disclosures,
+        health,
+        maintenance,
+        oauth,
+        reference,
+        reidentifications,
+        signals,
+        subject_report,
+    )
 
     return [
         health.router,
         oauth.router,
         reference.router,
         signals.router,
+        disclosures.router,
+        reidentifications.router,
         audit.router,
+        subject_report.router,
         admin.router,
         maintenance.router,
+        officer.router,
     ]

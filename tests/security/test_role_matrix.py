@@ -50,6 +50,13 @@ EXPECTED: dict[tuple[str, str], frozenset[str] | None] = {
     ("GET", "/v1/audit/proofs/inclusion"): ANY,  # checkpoints and proofs serve every witness
     ("GET", "/v1/audit/proofs/consistency"): ANY,  # checkpoints and proofs serve every witness
     ("GET", "/v1/audit/verify"): frozenset({"privacy_officer"}),
+    ("POST", "/v1/audit/subject-report"): frozenset({"privacy_officer"}),
+    ("POST", "/v1/disclosures"): frozenset({"requester"}),
+    ("POST", "/v1/hits"): frozenset({"requester"}),
+    ("POST", "/v1/area-summaries"): frozenset({"requester"}),
+    ("POST", "/v1/reidentifications"): frozenset({"requester"}),
+    ("POST", "/v1/reidentifications/{reid_id}/decision"): frozenset({"privacy_officer"}),
+    ("GET", "/v1/reidentifications/{reid_id}"): frozenset({"requester", "privacy_officer"}),
     ("GET", "/v1/audit/export"): frozenset({"privacy_officer"}),
 }
 
