@@ -55,16 +55,10 @@ WORKERS = 2
 
 
 def broker_app() -> FastAPI:
-    """The broker, with the disclosure routers served even before `routers()` lists them."""
-    from broker.api import disclosures, reidentifications, subject_report
+    """The broker's app, as `broker serve` builds it (settings from the environment)."""
     from broker.app import create_app
 
-    app = create_app()
-    served = {getattr(r, "path", None) for r in app.routes}
-    for module in (disclosures, reidentifications, subject_report):
-        if not {getattr(r, "path", None) for r in module.router.routes} & served:
-            app.include_router(module.router)
-    return app
+    return create_app()
 
 
 def echo_app() -> FastAPI:

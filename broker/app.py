@@ -9,7 +9,7 @@ from anyio import to_thread
 from fastapi import FastAPI
 
 from broker import __version__
-from broker.api import routers
+from broker.api import observe, routers
 from broker.api.middleware import RequestGuard
 from broker.api.problems import install_problem_handlers
 from broker.runtime import Runtime
@@ -48,4 +48,5 @@ def create_app(settings: Settings | None = None, *, runtime: Runtime | None = No
         max_body_bytes=settings.max_body_bytes,
         max_header_bytes=settings.max_header_bytes,
     )
+    observe.install(app)
     return app

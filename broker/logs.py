@@ -18,8 +18,8 @@ import json
 import logging
 import logging.config
 import re
+import time
 import traceback
-from datetime import UTC, datetime
 from typing import Any, Final
 
 SAFE_FIELDS: Final = (
@@ -99,20 +99,27 @@ class JsonFormatter(logging.Formatter):
 
     def format(self, record: logging.LogRecord) -> str:
         line: dict[str, Any] = {
-            "time": datetime.fromtimestamp(record.created, UTC).isoformat(timespec="milliseconds")
-            .replace("+00:00", "Z"),
+            "time": _utc(record.created),
             "level": record.levelname,
             "logger": record.name,
             "message": scrub(_message(record), 500),
         }
+        fields = record.__dict__
         for name in SAFE_FIELDS:
-            if name in record.__dict__:
-                line[name] = _scalar(record.__dict__[name])
-        line.setdefault("event", _event_name(record))
+            if name in fields:
+                line[name] = _scalar(fields[name])
+        if "event" not in line:
+            line["event"] = _event_name(record)
         if record.exc_info and record.exc_info[0] is not None:
             line["error_type"] = record.exc_info[0].__name__
             line["frames"] = _frames(record)
         return json.dumps(line, ensure_ascii=True, separators=(",", ":"), default=str)
+
+
+def _utc(created: float) -> str:
+    """RFC 3339 UTC with milliseconds (cheaper than going through `datetime`)."""
+    millis = int(created * 1000) % 1000
+    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(created)) + f".{millis:03d}Z"
 
 
 def _message(record: logging.LogRecord) -> str:

@@ -97,7 +97,10 @@ def _signal(runtime: Runtime, signal_id: str) -> tuple[Candidate, dict[str, Any]
             select(SIGNAL.c.id, SIGNAL.c.source, SIGNAL.c.category, SIGNAL.c.legal_basis,
                    SIGNAL.c.key_version, SIGNAL.c.wrapped_key, SIGNAL.c.ciphertext)
             .where(SIGNAL.c.id == signal_id)
-        ).one()
+        ).first()
+    if row is None:  # signal rows are kept when erased; a missing one counts as erased
+        gone = Candidate(signal_id, "", "", "", 0.0)
+        return gone, None
     candidate = Candidate(row.id, row.source, row.category, row.legal_basis, 0.0,
                           row.key_version, row.wrapped_key, row.ciphertext)
     return candidate, payload_of(runtime.keys, candidate)

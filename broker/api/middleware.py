@@ -11,6 +11,8 @@ import secrets
 from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
 
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
 from broker.api.problems import problem_bytes
 from broker.errors import BrokerError, HeaderTooLarge, PayloadTooLarge
 
@@ -27,8 +29,11 @@ def new_request_id() -> str:
     return "req_" + secrets.token_hex(12)
 
 
-class _BodyTooLarge(Exception):
-    pass
+class _BodyTooLarge(StarletteHTTPException):
+    """Raised while a body streams in; an HTTPException so body parsing lets it through."""
+
+    def __init__(self) -> None:
+        super().__init__(413)
 
 
 class RequestGuard:
@@ -104,7 +109,7 @@ class RequestGuard:
         self, scope: Scope, send: Send, error: BrokerError, request_id: str | None
     ) -> None:
         request_id = request_id or new_request_id()
-        body = problem_bytes(error, instance=scope.get("path", "/"))
+        body = problem_bytes(error, instance=f"urn:sluis:request:{request_id}")
         headers = [
             (b"content-type", b"application/problem+json"),
             (b"content-length", str(len(body)).encode()),

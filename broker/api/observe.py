@@ -151,6 +151,8 @@ class AccessObserver:
         route = route_template(scope)
         status = answer["status"] or CLIENT_GONE
         self.observations.finished(method, route, status, seconds)
+        if not access_log.isEnabledFor(logging.INFO):
+            return
         state = scope.get("state") or {}
         access_log.info(
             "request",
@@ -180,7 +182,9 @@ def install(app: FastAPI) -> Observations:
 
     observations = Observations()
     app.state.observations = observations
-    if not any(getattr(route, "path", None) == "/metrics" for route in app.routes):
+    # (FastAPI lists an included router as one entry holding it: compare the routers.)
+    if not any(getattr(route, "original_router", route) is metrics.router
+               for route in app.routes):
         app.include_router(metrics.router)
     app.add_middleware(AccessObserver, observations=observations)
     return observations

@@ -61,8 +61,10 @@ def problem_bytes(error: BrokerError, *, instance: str) -> bytes:
 
 
 def problem_response(error: BrokerError, request: Request) -> Response:
+    # The instance names the request, never its path: a path may carry an identifier.
+    request_id = request.scope.get("state", {}).get("request_id", "unknown")
     return Response(
-        problem_bytes(error, instance=request.url.path),
+        problem_bytes(error, instance=f"urn:sluis:request:{request_id}"),
         status_code=error.status,
         media_type="application/problem+json",
         headers=error.headers,

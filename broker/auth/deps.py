@@ -72,6 +72,7 @@ def authenticated(request: Request, runtime: RuntimeDep) -> Caller:
         or status.org not in runtime.policy.pack.organisations
     ):
         raise Unauthorized("The access token is not valid.")
+    request.state.client_id = status.id
     return Caller(
         client_id=status.id,
         org=status.org,

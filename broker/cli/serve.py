@@ -10,6 +10,7 @@ import uvicorn
 from broker import migrate
 from broker.db import make_engine
 from broker.keys import create_key_ring
+from broker.logs import log_config
 from broker.settings import get_settings
 from broker.startup import open_runtime
 
@@ -63,5 +64,6 @@ def run_serve(args: argparse.Namespace) -> int:
         timeout_keep_alive=5,
         timeout_graceful_shutdown=10,
         log_level=settings.log_level.lower(),
+        log_config=log_config(settings.log_level),
     )
     return 0

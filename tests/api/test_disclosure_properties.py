@@ -308,6 +308,20 @@ class DisclosureMachine(RuleBasedStateMachine):
                 == (signal["category"], signal["source"], signal["legal_basis"])
 
     @rule(data=st.data())
+    def ask_for_a_purpose_no_rule_names(self, data: st.DataObject) -> None:
+        named = {k[:2] for k in self.owner}
+        unnamed = sorted(p for p in itertools.product(ORGS, sorted(self.data["purposes"]))
+                         if p not in named)
+        if not unnamed:
+            return
+        org, purpose = data.draw(st.sampled_from(unnamed))
+        answer = self.api.post("/v1/disclosures", headers=self.world.headers[org], json={
+            "purpose": purpose, "query": {"area": {"postcode": "3072"}}})
+        assert answer.status_code == 403, answer.text
+        assert answer.json()["code"] == "policy_refused"
+        self.world.count("refused")
+
+    @rule(data=st.data())
     def check_hit(self, data: st.DataObject) -> None:
         org, purpose = self.draw_asker(data)
         kind, value = self.draw_identifier(data)

@@ -22,12 +22,9 @@ from typing import Any
 
 import httpx
 import pytest
-from fastapi import FastAPI
 
-from broker.app import create_app
 from broker.identifiers import valid_bsn_from
 from broker.policy import load_pack
-from tests.api.disclosure_kit import wire
 from tests.e2e.conftest import free_port
 
 REPO = Path(__file__).resolve().parents[2]
@@ -35,13 +32,6 @@ PACK = REPO / "policies" / "ondermijning"
 TARGET_BAG = "0599010000000012"
 RESIDENT = valid_bsn_from(456_700_000)
 CASE = "ZAAK-2026-0042"
-
-
-def served_app() -> FastAPI:
-    """The broker's app with the disclosure routers (a no-op once `routers()` lists them)."""
-    app = create_app()
-    wire(app)
-    return app
 
 
 def broker(env: dict[str, str], *args: str) -> str:
@@ -79,9 +69,7 @@ def served(tmp_path: Path) -> Iterator[Broker]:
     broker(env, "init")
     log = (tmp_path / "serve.log").open("wb")
     process = subprocess.Popen(
-        [sys.executable, "-m", "uvicorn", "tests.e2e.test_area_team_week:served_app",
-         "--factory", "--host", "127.0.0.1", "--port", str(port), "--loop", "uvloop",
-         "--http", "httptools", "--no-access-log"],
+        [sys.executable, "-m", "broker", "serve", "--port", str(port), "--workers", "1"],
         env=env, cwd=REPO, stdout=log, stderr=subprocess.STDOUT)
     url = f"http://127.0.0.1:{port}"
     try:

@@ -215,8 +215,6 @@ def test_every_request_has_one_access_record(
     assert len(refused) == 1 and refused[0]["reason"]
 
 
-@pytest.mark.xfail(strict=True, reason="wiring: broker/auth/deps.py `authenticated` must put "
-                   "the client id in request.state (see docs/security.md, Wiring)")
 def test_access_records_name_the_authenticated_client(
     api: TestClient, credentials: Callable[..., tuple[str, str]], auth_headers: Headers,
     log_lines: io.StringIO,
@@ -250,8 +248,6 @@ def test_a_500_is_logged_as_type_and_places_only(
 
 
 @pytest.mark.slow
-@pytest.mark.xfail(strict=True, reason="wiring: `broker serve` must pass "
-                   "log_config=broker.logs.log_config(...) to uvicorn.run")
 def test_broker_serve_writes_json_lines_only(served: ServedBroker) -> None:
     served.start()
     assert served.call("GET", "/healthz").status == 200

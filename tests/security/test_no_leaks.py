@@ -151,9 +151,6 @@ def test_an_unexpected_database_error_is_a_bare_500(
     assert api.get("/v1/signals", headers=politie).status_code == 200
 
 
-@pytest.mark.xfail(strict=True, reason="finding: problem details' `instance` is the raw request "
-                   "path, so an identifier put in the path comes back (suggested: the request "
-                   "id as `urn:sluis:request:<id>`, or the route template)")
 def test_instance_does_not_echo_the_path(api: TestClient, auth_headers: Headers) -> None:
     politie = auth_headers("politie", ["contributor"])
     answer = api.get(f"/v1/signals/{BSN}", headers=politie)

@@ -24,6 +24,7 @@ PARTNERS_AND_OFFICER = frozenset({"contributor", "requester", "privacy_officer"}
 EXPECTED: dict[tuple[str, str], frozenset[str] | None] = {
     ("GET", "/healthz"): PUBLIC,
     ("GET", "/readyz"): PUBLIC,
+    ("GET", "/metrics"): PUBLIC,
     ("POST", "/oauth/token"): PUBLIC,
     ("GET", "/.well-known/jwks.json"): PUBLIC,
     ("GET", "/v1/organisations"): ANY,
