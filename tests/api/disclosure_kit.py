@@ -5,8 +5,6 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from fastapi import FastAPI
-
 from broker.audit import service
 from broker.audit.entry import Entry, decode_entry
 from broker.audit.tables import audit_entry, tree_size
@@ -16,11 +14,6 @@ BAG_ID = "0599010000000012"
 POSTCODE = "3072AB"
 BSN = "111222333"
 OTHER_BSN = "123456782"
-
-
-def wire(app: FastAPI) -> None:
-    """The disclosure routers are listed in `broker.api.routers()`: nothing to add."""
-    del app
 
 
 def recent(days: int = 3) -> str:

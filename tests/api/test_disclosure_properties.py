@@ -34,7 +34,7 @@ from broker.identifiers import valid_bsn_from
 from broker.policy import load_pack_from_text, parse_transform
 from broker.runtime import Runtime
 from broker.transforms import flatten_signal, pseudonymiser_for, release
-from tests.api.disclosure_kit import entry_at, log_verifies, wire
+from tests.api.disclosure_kit import entry_at, log_size, log_verifies
 from tests.unit.packs import as_files
 from tests.unit.test_policy_properties import ORGS, packs, rule_keys
 
@@ -319,6 +319,9 @@ class DisclosureMachine(RuleBasedStateMachine):
             "purpose": purpose, "query": {"area": {"postcode": "3072"}}})
         assert answer.status_code == 403, answer.text
         assert answer.json()["code"] == "policy_refused"
+        refusal = entry_at(self.runtime, log_size(self.runtime) - 1)
+        assert (refusal.action, refusal.reason, refusal.actor.org, refusal.purpose) == (
+            "refusal", "purpose_not_allowed", org, purpose)
         self.world.count("refused")
 
     @rule(data=st.data())
@@ -374,7 +377,6 @@ class DisclosureMachine(RuleBasedStateMachine):
 def test_released_iff_granted_and_audited_exactly(
     api: TestClient, runtime: Runtime, auth_headers: Headers
 ) -> None:
-    wire(api.app)  # type: ignore[arg-type]
     world = World()
     machine = DisclosureMachine.bind(api, runtime, auth_headers, world)
     run_state_machine_as_test(machine, settings=settings(

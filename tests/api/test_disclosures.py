@@ -27,19 +27,12 @@ from tests.api.disclosure_kit import (
     hennep,
     log_size,
     log_verifies,
-    wire,
 )
 
 Headers = Callable[..., dict[str, str]]
 CASE = "ZAAK-2026-0042"
 REF = re.compile(r"^sg_[a-z2-7]{26}$")
 PSEUDONYM = re.compile(r"^ps_[a-z2-7]{26}$")
-
-
-@pytest.fixture
-def api(api: TestClient) -> TestClient:
-    wire(api.app)  # type: ignore[arg-type]
-    return api
 
 
 @pytest.fixture

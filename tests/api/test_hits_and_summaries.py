@@ -26,7 +26,6 @@ from tests.api.disclosure_kit import (
     hennep,
     log_size,
     log_verifies,
-    wire,
 )
 
 Headers = Callable[..., dict[str, str]]
@@ -36,12 +35,6 @@ RIEC_CATEGORIES = [
     "milieu-overtreding", "onrechtmatige-bewoning", "overlast-melding",
     "voertuig-op-naam-bedrijf",
 ]
-
-
-@pytest.fixture
-def api(api: TestClient) -> TestClient:
-    wire(api.app)  # type: ignore[arg-type]
-    return api
 
 
 @pytest.fixture
@@ -170,7 +163,6 @@ def limited(settings: Settings) -> Iterator[tuple[TestClient, Runtime, Callable[
     runtime = open_runtime(tight)
     try:
         with TestClient(create_app(tight, runtime=runtime)) as client:
-            wire(client.app)  # type: ignore[arg-type]
 
             def headers(org: str) -> dict[str, str]:
                 made, secret = create_client(runtime, org=org, name="t", roles=["requester"])

@@ -23,17 +23,10 @@ from tests.api.disclosure_kit import (
     entry_at,
     log_size,
     log_verifies,
-    wire,
 )
 
 Headers = Callable[..., dict[str, str]]
 JUSTIFICATION = "Sluiting pand Kanaalstraat 12, art. 13b Opiumwet; bewoner Sem de Vries"
-
-
-@pytest.fixture
-def api(api: TestClient) -> TestClient:
-    wire(api.app)  # type: ignore[arg-type]
-    return api
 
 
 @pytest.fixture
