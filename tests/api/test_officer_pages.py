@@ -18,7 +18,7 @@ from broker.auth.clients import revoke_client
 from broker.officer.web import SESSION_COOKIE
 from broker.runtime import Runtime
 from broker.settings import Settings
-from tests.api.disclosure_kit import BSN, wire
+from tests.api.disclosure_kit import BSN
 from tests.e2e.officer_app import with_officer_pages
 from tests.officer_kit import DRUGS_RULE, Scenario, csrf_of, run_scenario
 
@@ -29,7 +29,6 @@ Credentials = Callable[..., tuple[str, str]]
 def pages(settings: Settings, runtime: Runtime) -> Iterator[TestClient]:
     """The broker's app with the officer's pages, over https (the cookies are Secure)."""
     app = create_app(settings, runtime=runtime)
-    wire(app)
     with TestClient(with_officer_pages(app), base_url="https://testserver",
                     follow_redirects=False) as client:
         yield client

@@ -13,7 +13,6 @@ from fastapi import FastAPI
 
 from broker import officer
 from broker.app import create_app
-from tests.api.disclosure_kit import wire
 
 
 def route_paths(routes: Sequence[Any]) -> Iterator[str]:
@@ -36,5 +35,4 @@ def with_officer_pages(app: FastAPI) -> FastAPI:
 
 def create() -> FastAPI:
     app = create_app()
-    wire(app)
     return with_officer_pages(app)
