@@ -36,22 +36,6 @@ PSEUDONYM = re.compile(r"^ps_[a-z2-7]{26}$")
 
 
 @pytest.fixture
-def submit(api: TestClient, auth_headers: Headers) -> Callable[[str, dict[str, Any]], str]:
-    """Submit a signal as a contributor of `org`; returns its id."""
-    made: dict[str, dict[str, str]] = {}
-
-    def send(org: str, body: dict[str, Any]) -> str:
-        if org not in made:
-            made[org] = auth_headers(org, ["contributor"])
-        answer = api.post("/v1/signals", json=body, headers=made[org])
-        assert answer.status_code == 201, answer.text
-        signal_id: str = answer.json()["id"]
-        return signal_id
-
-    return send
-
-
-@pytest.fixture
 def gemeente(auth_headers: Headers) -> dict[str, str]:
     return auth_headers("gemeente", ["requester"], acting_user="handhaver-2")
 

@@ -37,21 +37,6 @@ RIEC_CATEGORIES = [
 ]
 
 
-@pytest.fixture
-def submit(api: TestClient, auth_headers: Headers) -> Callable[[str, dict[str, Any]], str]:
-    made: dict[str, dict[str, str]] = {}
-
-    def send(org: str, body: dict[str, Any]) -> str:
-        if org not in made:
-            made[org] = auth_headers(org, ["contributor"])
-        answer = api.post("/v1/signals", json=body, headers=made[org])
-        assert answer.status_code == 201, answer.text
-        signal_id: str = answer.json()["id"]
-        return signal_id
-
-    return send
-
-
 def hit(api: TestClient, headers: dict[str, str], subject: dict[str, str],
         purpose: str = "fiscale-handhaving", case: str | None = "FH-1") -> Any:
     body: dict[str, Any] = {"purpose": purpose, "subject": subject}
