@@ -3,6 +3,9 @@
 N threads (default 64) call `AuditLog.record()` in a loop for a few seconds, as request
 threads do. "group" is the appender as shipped (one transaction per batch of whatever is
 queued); "single" caps batches at one entry (one commit per entry), for the ratio.
+"tasks" is group commit with N asyncio tasks on one event loop awaiting
+`AuditLog.record_async()`, as the disclosure endpoints do: the appender wakes the loop once
+per batch instead of each waiting thread.
 SQLite runs with synchronous=FULL (the broker's setting); PostgreSQL is a throwaway
 cluster started with fsync and synchronous_commit on. Reports the median of the rounds,
 the process CPU per append, and the mean batch size.
@@ -18,6 +21,8 @@ Run: .venv/bin/python bench/audit_append_bench.py [--threads 64] [--seconds 3] [
 from __future__ import annotations
 
 import argparse
+import asyncio
+import gc
 import multiprocessing
 import os
 import platform
@@ -36,7 +41,7 @@ sys.path.insert(0, str(REPO))
 
 from broker import migrate  # noqa: E402
 from broker.audit.signer import CheckpointSigner  # noqa: E402
-from broker.audit.store import AuditLog, _Unit  # noqa: E402
+from broker.audit.store import AuditLog, _Unit, pre_encode  # noqa: E402
 from broker.db import make_engine  # noqa: E402
 from broker.keys import create_key_ring, load_key_ring  # noqa: E402
 from broker.settings import Settings  # noqa: E402
@@ -85,7 +90,7 @@ class Result:
 
 
 def run_round(url: str, key_dir: Path, state: Path, threads: int, seconds: float,
-              batch_cap: int) -> Result:
+              batch_cap: int, tasks: bool = False) -> Result:
     settings = Settings(database_url=url, key_dir=key_dir, checkpoint_every_seconds=3600,
                         checkpoint_every_entries=10**9, db_pool_size=4)
     keys = load_key_ring(key_dir)
@@ -93,6 +98,7 @@ def run_round(url: str, key_dir: Path, state: Path, threads: int, seconds: float
     signer = CheckpointSigner(engine, keys, settings, state_path=state)
     log = CountingLog(engine, keys, settings, signer=signer, batch_cap=batch_cap)
     log.start()
+    gc.freeze()  # as the broker does once started (broker/app.py)
     stop = threading.Event()
     counts = [0] * threads
 
@@ -103,7 +109,20 @@ def run_round(url: str, key_dir: Path, state: Path, threads: int, seconds: float
             number += 1
             counts[index] += 1
 
-    pool = [threading.Thread(target=worker, args=(i,)) for i in range(threads)]
+    async def task(index: int) -> None:
+        number = index * 10_000_000
+        while not stop.is_set():
+            await log.record_async(draft(number))
+            number += 1
+            counts[index] += 1
+
+    async def tasks_main() -> None:
+        await asyncio.gather(*(task(i) for i in range(threads)))
+
+    if tasks:
+        pool = [threading.Thread(target=asyncio.run, args=(tasks_main(),))]
+    else:
+        pool = [threading.Thread(target=worker, args=(i,)) for i in range(threads)]
     for thread in pool:
         thread.start()
     time.sleep(0.3)  # warm up: connections open, queue full
@@ -132,11 +151,14 @@ def run_appender_only(url: str, key_dir: Path, state: Path, seconds: float) -> R
     engine = make_engine(url, pool_size=4)
     log = CountingLog(engine, keys, settings,
                       signer=CheckpointSigner(engine, keys, settings, state_path=state))
+    gc.freeze()  # as the broker does once started (broker/app.py)
     done, number = 0, 0
     usage = resource.getrusage(resource.RUSAGE_SELF)
     wall = time.perf_counter()
     while time.perf_counter() - wall < seconds:
         units = [_Unit(draft(number + i), None, ()) for i in range(1000)]
+        for unit in units:
+            pre_encode(unit, settings.audit_origin)  # as `record` does in its caller
         log._append(units)  # the appender thread's own step, called inline
         number += 1000
         done += 1000
@@ -152,12 +174,14 @@ def run_processes(url: str, key_dir: Path, state: Path, args: argparse.Namespace
                   cap: int) -> Result:
     """One round in `args.processes` processes at once (each with its share of threads),
     as broker workers share one database; rates add up, CPU and batch are averaged."""
+    tasks = cap < 0
+    cap = abs(cap)
     if args.processes == 1:
-        return run_round(url, key_dir, state, args.threads, args.seconds, cap)
+        return run_round(url, key_dir, state, args.threads, args.seconds, cap, tasks)
     share = args.threads // args.processes
     with multiprocessing.get_context("spawn").Pool(args.processes) as pool:
         parts = pool.starmap(
-            run_round, [(url, key_dir, state, share, args.seconds, cap)] * args.processes
+            run_round, [(url, key_dir, state, share, args.seconds, cap, tasks)] * args.processes
         )
     total = sum(p.rate for p in parts)
     return Result(
@@ -169,8 +193,9 @@ def run_processes(url: str, key_dir: Path, state: Path, args: argparse.Namespace
 
 
 def measure(name: str, make_url: Any, key_dir: Path, args: argparse.Namespace) -> None:
-    modes = (("group", 1000), ("single", 1), ("alone", 0)) if args.processes == 1 else (
-        ("group", 1000),)
+    # A negative cap: the same cap, with asyncio tasks instead of threads.
+    modes = (("group", 1000), ("tasks", -1000), ("single", 1), ("alone", 0)) \
+        if args.processes == 1 else (("group", 1000), ("tasks", -1000))
     for mode, cap in modes:
         results = []
         for _ in range(args.rounds):

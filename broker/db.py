@@ -4,10 +4,20 @@ SQLite's Python driver opens transactions lazily and never with
 `BEGIN IMMEDIATE`; we take over transaction control so a writer can ask for
 the write lock up front (`engine.connect().execution_options(sqlite_begin=
 "IMMEDIATE")`), which is how the audit appender serialises.
+
+Writers of one SQLite file in several processes (uvicorn workers, the command line)
+queue on an advisory `flock` of a lock file beside the database before `BEGIN IMMEDIATE`.
+SQLite's own busy handler polls with growing sleeps (up to 100 ms each), so under load
+two appenders waiting on each other's write lock turn every wait into tens of
+milliseconds; a blocked `flock` wakes the moment the lock is released. The kernel drops
+the lock of a process that dies, so a killed writer never blocks the others.
 """
 
 from __future__ import annotations
 
+import fcntl
+import os
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -77,12 +87,75 @@ def make_engine(url: str, *, busy_timeout_ms: int = 10_000, pool_size: int = 20)
     )
 
 
+class WriterLock:
+    """One process's turn at writing one SQLite file: a thread lock, then the file lock.
+
+    `flock` locks belong to an open file, which every thread of the process shares, so
+    threads first queue on the re-entrant thread lock; the outermost holder takes the
+    file lock that other processes queue on.
+    """
+
+    def __init__(self, path: Path) -> None:
+        self._path = path
+        self._thread_lock = threading.RLock()
+        self._depth = 0
+        self._fd: int | None = None
+
+    @contextmanager
+    def held(self) -> Iterator[None]:
+        with self._thread_lock:
+            if self._depth == 0:
+                self._lock_file()
+            self._depth += 1
+            try:
+                yield
+            finally:
+                self._depth -= 1
+                if self._depth == 0 and self._fd is not None:
+                    fcntl.flock(self._fd, fcntl.LOCK_UN)
+
+    def _lock_file(self) -> None:
+        if self._fd is None:
+            self._fd = os.open(self._path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+        fcntl.flock(self._fd, fcntl.LOCK_EX)  # blocks without holding the GIL
+
+
+_WRITER_LOCKS: dict[str, WriterLock] = {}  # by lock file path
+_ENGINE_LOCKS: dict[str, WriterLock | None] = {}  # by engine URL, as given
+_WRITER_LOCKS_GUARD = threading.Lock()
+
+
+def writer_lock(engine: Engine) -> WriterLock | None:
+    """The writer lock of a file-backed SQLite database (None for PostgreSQL or memory).
+
+    Engines naming one file differently (relative, absolute, through a link) share it."""
+    key = str(engine.url)
+    try:
+        return _ENGINE_LOCKS[key]
+    except KeyError:
+        pass
+    database = engine.url.database if is_sqlite(engine) else None
+    with _WRITER_LOCKS_GUARD:
+        lock = None
+        if database and database != ":memory:" and not database.startswith("file:"):
+            path = os.path.realpath(database) + "-writer.lock"
+            lock = _WRITER_LOCKS.get(path)
+            if lock is None:
+                lock = _WRITER_LOCKS[path] = WriterLock(Path(path))
+        _ENGINE_LOCKS[key] = lock
+        return lock
+
+
 @contextmanager
 def write_transaction(engine: Engine) -> Iterator[Connection]:
     """A transaction that holds the database's write lock from its first statement."""
-    with engine.connect() as conn:
-        if is_sqlite(engine):
-            conn = conn.execution_options(sqlite_begin="IMMEDIATE")
+    lock = writer_lock(engine)
+    if lock is None:
+        with engine.connect() as conn, conn.begin():
+            yield conn
+        return
+    with lock.held(), engine.connect() as conn:
+        conn = conn.execution_options(sqlite_begin="IMMEDIATE")
         with conn.begin():
             yield conn
 

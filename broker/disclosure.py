@@ -6,18 +6,23 @@ for the request: it is neither returned, nor counted, nor hinted at. The live pa
 read once per request, so the whole answer, and its audit entry's policy hash, come from
 one pack even while another is being loaded. Each answer leaves only after its one audit
 entry (and the rows re-identification needs, in the same transaction) is durable.
+
+Each service `prepare_*` decides and builds the answer and its entry without writing
+anything: it returns a `Prepared` (or raises `AuditedRefusal` for a refusal that must be
+audited). Its caller (the router) appends the entry, awaiting it on the event loop, and
+only then completes the answer with the entry's `audit_seq`.
 """
 
 from __future__ import annotations
 
 import base64
 import secrets
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime
-from typing import Any, Final
+from typing import Any, Final, TypeVar
 
-from sqlalchemy import Connection
+from sqlalchemy import Table
 
 from broker.candidates import (
     Candidate,
@@ -135,18 +140,38 @@ def _pseudonym_rows(
     ]
 
 
-def disclose(
+@dataclass(slots=True)
+class Prepared:
+    """An answer waiting for its audit entry: the entry's draft, the subjects it concerns,
+    the rows to write in its transaction, and the answer but for `audit_seq`."""
+
+    entry: dict[str, Any]
+    answer: dict[str, Any]
+    subjects: list[bytes] = field(default_factory=list)
+    rows: list[tuple[Table, Sequence[dict[str, Any]]]] = field(default_factory=list)
+
+    def finish(self, seq: int) -> dict[str, Any]:
+        """The answer, naming the durable entry that records it."""
+        self.answer["audit_seq"] = seq
+        return self.answer
+
+
+Body = TypeVar("Body")
+Service = Callable[[Runtime, AbuseLimits, Asker, Body], Prepared]
+
+
+def prepare_disclosure(
     runtime: Runtime, limits: AbuseLimits, asker: Asker, body: DisclosureIn
-) -> dict[str, Any]:
-    """Answer a disclosure request: the signals the policy releases, transformed, audited."""
+) -> Prepared:
+    """Decide a disclosure request: the signals the policy releases, transformed."""
     live = runtime.policy  # once: the whole request is decided by this pack
     admit(limits, live, asker)
-    check_purpose(runtime, live, asker, "disclosure")
+    check_purpose(live, asker, "disclosure")
     check_categories(live, body.query.categories)
     keys = runtime.keys
     lookup = lookup_for(keys, body.query)
     if lookup.subject is not None:
-        check_subject_count(runtime, limits, live, asker, lookup.subject)
+        check_subject_count(limits, live, asker, lookup.subject)
     allowed = live.compiled.categories_for(asker.org, asker.purpose, "disclose")
     if body.query.categories:
         allowed = allowed & frozenset(body.query.categories)
@@ -166,10 +191,6 @@ def disclose(
             released.append(one)
     disclosure_id = new_disclosure_id()
     rows = _pseudonym_rows(disclosure_id, asker, released, now)
-
-    def store(conn: Connection) -> None:
-        conn.execute(disclosure_pseudonym.insert(), rows)
-
     objects: dict[str, Any] = {"disclosure_id": disclosure_id, "query": lookup.kind,
                                "released": len(released)}
     if lookup.area:
@@ -178,26 +199,29 @@ def disclose(
         objects["categories"] = sorted(set(body.query.categories))
     entry = draft(asker, live, "disclosure", items=[r.item for r in released], objects=objects,
                   confidential_until=body.confidential_until)
-    subjects = [lookup.subject] if lookup.subject else []
-    recorded = runtime.audit.record(entry, work=store if rows else None, subjects=subjects)
-    return {
-        "disclosure_id": disclosure_id,
-        "audit_seq": recorded.seq,
-        "policy_hash": live.pack.hash,
-        "purpose": asker.purpose,
-        "signals": [r.answer for r in released],
-        "truncated": truncated,
-    }
+    return Prepared(
+        entry,
+        {
+            "disclosure_id": disclosure_id,
+            "audit_seq": None,
+            "policy_hash": live.pack.hash,
+            "purpose": asker.purpose,
+            "signals": [r.answer for r in released],
+            "truncated": truncated,
+        },
+        subjects=[lookup.subject] if lookup.subject else [],
+        rows=[(disclosure_pseudonym, rows)] if rows else [],
+    )
 
 
-def check_hit(runtime: Runtime, limits: AbuseLimits, asker: Asker, body: HitIn) -> dict[str, Any]:
+def prepare_hit(runtime: Runtime, limits: AbuseLimits, asker: Asker, body: HitIn) -> Prepared:
     """Whether signals about a subject exist that a rule lets the caller know of (at least
     `hit`), and their sources where the rule reveals them. No content leaves."""
     live = runtime.policy
     admit(limits, live, asker)
-    check_purpose(runtime, live, asker, "hit")
+    check_purpose(live, asker, "hit")
     token = subject_token(runtime.keys, body.subject, ("body", "subject"))
-    check_subject_count(runtime, limits, live, asker, token)
+    check_subject_count(limits, live, asker, token)
     allowed = live.compiled.categories_for(asker.org, asker.purpose, "hit")
     candidates = find(runtime.engine, Lookup("subject", token=token, subject=token), allowed,
                       with_payload=False)
@@ -210,19 +234,18 @@ def check_hit(runtime: Runtime, limits: AbuseLimits, asker: Asker, body: HitIn) 
     ]
     entry = draft(asker, live, "hit", items=items, objects={"hit": bool(counted)},
                   confidential_until=body.confidential_until)
-    recorded = runtime.audit.record(entry, subjects=[token])
-    return {"hit": bool(counted), "sources": sources, "audit_seq": recorded.seq,
-            "policy_hash": live.pack.hash}
+    return Prepared(entry, {"hit": bool(counted), "sources": sources, "audit_seq": None,
+                            "policy_hash": live.pack.hash}, subjects=[token])
 
 
-def summarise_area(
+def prepare_area_summary(
     runtime: Runtime, limits: AbuseLimits, asker: Asker, body: AreaSummaryIn
-) -> dict[str, Any]:
+) -> Prepared:
     """Counts per category over a postcode area, of signals whose rule grants at least
     `aggregate`; a count below the rule's `min_count` is suppressed (null)."""
     live = runtime.policy
     admit(limits, live, asker)
-    check_purpose(runtime, live, asker, "area_summary")
+    check_purpose(live, asker, "area_summary")
     level, postcode = area_of(body.area, ("body", "area"))
     allowed = live.compiled.categories_for(asker.org, asker.purpose, "aggregate")
     lookup = Lookup(level, token=area_token(runtime.keys, level, postcode), area=postcode)
@@ -239,6 +262,6 @@ def summarise_area(
                            "suppressed": not shown})
     objects = {"area": postcode, "area_level": level,
                "counts": {c["category"]: c["count"] for c in categories}}
-    recorded = runtime.audit.record(draft(asker, live, "area_summary", objects=objects))
-    return {"area": {"postcode": postcode}, "categories": categories,
-            "audit_seq": recorded.seq, "policy_hash": live.pack.hash}
+    return Prepared(draft(asker, live, "area_summary", objects=objects),
+                    {"area": {"postcode": postcode}, "categories": categories,
+                     "audit_seq": None, "policy_hash": live.pack.hash})

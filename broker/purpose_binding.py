@@ -4,6 +4,10 @@ Every request for signals names a purpose of the live pack, with a case referenc
 purpose demands one, and a rule must name the caller for that purpose. Refusals of an
 unknown or not-allowed purpose are audited (`refusal`) before the error leaves (SECURITY.md
 rows 19 and 20). The abuse limits are applied first, so refused requests cannot flood the log.
+
+The checks do not write the refusal's entry themselves: they raise `AuditedRefusal`, which
+carries the entry and the error, and the caller records the one and then raises the other.
+A request served on the event loop can so await the entry instead of blocking the loop.
 """
 
 from __future__ import annotations
@@ -14,9 +18,18 @@ from datetime import date
 from typing import Any
 
 from broker.actors import Actor
-from broker.errors import FieldProblem, PolicyRefused, ValidationFailed
+from broker.errors import BrokerError, FieldProblem, PolicyRefused, ValidationFailed
 from broker.ratelimit import UNKNOWN_PURPOSE, AbuseLimits
-from broker.runtime import LivePolicy, Runtime
+from broker.runtime import LivePolicy
+
+
+class AuditedRefusal(Exception):  # noqa: N818 - not an error itself: it carries one
+    """A refusal whose audit entry must be durable before `error` reaches the caller."""
+
+    def __init__(self, entry: dict[str, Any], error: BrokerError) -> None:
+        super().__init__(error.detail)
+        self.entry = entry
+        self.error = error
 
 
 @dataclass(frozen=True, slots=True)
@@ -67,20 +80,23 @@ def admit(limits: AbuseLimits, live: LivePolicy, asker: Asker) -> None:
     limits.admit(asker.client_id, asker.purpose if known else UNKNOWN_PURPOSE)
 
 
-def check_purpose(runtime: Runtime, live: LivePolicy, asker: Asker, request: str) -> None:
+def check_purpose(live: LivePolicy, asker: Asker, request: str) -> None:
     """422 for an unknown purpose (audited) or a missing case reference; 403 (audited) when no
     rule names the caller for the purpose."""
     purpose = live.pack.purpose(asker.purpose)
     if purpose is None:
-        runtime.audit.record(draft(asker, live, "refusal", outcome="refused",
-                                   reason="unknown_purpose", objects={"request": request},
-                                   purpose_known=False))
-        raise ValidationFailed("Unknown purpose.",
-                               errors=[FieldProblem(("body", "purpose"), "unknown purpose")])
+        raise AuditedRefusal(
+            draft(asker, live, "refusal", outcome="refused", reason="unknown_purpose",
+                  objects={"request": request}, purpose_known=False),
+            ValidationFailed("Unknown purpose.",
+                             errors=[FieldProblem(("body", "purpose"), "unknown purpose")]),
+        )
     if not live.compiled.allows_purpose(asker.org, asker.purpose):
-        runtime.audit.record(draft(asker, live, "refusal", outcome="refused",
-                                   reason="purpose_not_allowed", objects={"request": request}))
-        raise PolicyRefused("No rule allows your organisation this purpose.")
+        raise AuditedRefusal(
+            draft(asker, live, "refusal", outcome="refused", reason="purpose_not_allowed",
+                  objects={"request": request}),
+            PolicyRefused("No rule allows your organisation this purpose."),
+        )
     if purpose.requires_case_reference and not asker.case_reference:
         raise ValidationFailed(
             "This purpose requires a case reference.",
@@ -89,16 +105,16 @@ def check_purpose(runtime: Runtime, live: LivePolicy, asker: Asker, request: str
 
 
 def check_subject_count(
-    runtime: Runtime, limits: AbuseLimits, live: LivePolicy, asker: Asker, subject: bytes
+    limits: AbuseLimits, live: LivePolicy, asker: Asker, subject: bytes
 ) -> None:
     """Count a subject asked about; over the hourly limit: an audited alert, then 429."""
     if not limits.ask_about(asker.client_id, subject):
         return
-    runtime.audit.record(draft(
-        asker, live, "alert", outcome="refused", reason="too_many_subjects",
-        objects={"distinct_subjects_per_hour": limits.subjects_per_hour},
-    ))
-    raise limits.over_limit(asker.client_id)
+    raise AuditedRefusal(
+        draft(asker, live, "alert", outcome="refused", reason="too_many_subjects",
+              objects={"distinct_subjects_per_hour": limits.subjects_per_hour}),
+        limits.over_limit(asker.client_id),
+    )
 
 
 def check_categories(live: LivePolicy, categories: Sequence[str] | None) -> None:

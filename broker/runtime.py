@@ -10,10 +10,12 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
+from functools import cached_property
 
 from sqlalchemy import Engine
 
 from broker.audit.store import AuditLog
+from broker.db import is_sqlite
 from broker.keys import KeyRing
 from broker.policy.evaluate import CompiledPolicy
 from broker.policy.load import Pack
@@ -38,6 +40,12 @@ class Runtime:
     audit: AuditLog
     started_at: datetime = field(default_factory=datetime.now)
     closers: list[Callable[[], None]] = field(default_factory=list)
+
+    @cached_property
+    def local_reads(self) -> bool:
+        """Whether reads are local file reads (SQLite) rather than network round trips:
+        short reads then run on the event loop instead of in the thread pool."""
+        return is_sqlite(self.engine)
 
     def close(self) -> None:
         for closer in reversed(self.closers):

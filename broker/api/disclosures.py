@@ -1,17 +1,18 @@
 """Disclosures, hit checks and area summaries (role `requester`, acting person named).
 
-The endpoints are `async` and hand the service to the thread pool in one step: each
-synchronous dependency or endpoint costs FastAPI a thread-pool round trip of its own
-(about 50 µs of the event loop's time each, measured in bench/disclosure_bench.py), and
-this is the busiest route of the broker. The runtime and request id are read from the
-request here for the same reason.
+This is the busiest route of the broker, so it holds no thread while it waits: the service
+decides and builds the answer and its entry, then the endpoint awaits the entry's
+durability (`AuditLog.record_async`), and the appender wakes the event loop once per batch
+instead of one blocked thread per request. On SQLite the service runs on the event loop
+itself (its reads are local page reads of a few microseconds, and a thread-pool round
+trip costs more than the work, measured in bench/disclosure_bench.py); on PostgreSQL,
+whose reads wait on the network, it runs in the thread pool.
 """
 
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable
-from typing import Annotated, Any, TypeVar
+from typing import Annotated, TypeVar
 
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import JSONResponse
@@ -22,6 +23,7 @@ from broker.actors import actor_of
 from broker.api.deps import get_request_id
 from broker.api.routing import StrictJSONRoute
 from broker.auth.deps import Caller, require_acting
+from broker.disclosure import Service
 from broker.disclosure_schemas import (
     AreaSummaryIn,
     AreaSummaryOut,
@@ -31,7 +33,7 @@ from broker.disclosure_schemas import (
     HitOut,
     PurposeBound,
 )
-from broker.purpose_binding import Asker
+from broker.purpose_binding import Asker, AuditedRefusal
 from broker.ratelimit import AbuseLimits
 from broker.runtime import Runtime
 
@@ -56,17 +58,23 @@ def limits_of(request: Request) -> AbuseLimits:
     return limits
 
 
-async def _answer(
-    request: Request,
-    caller: Caller,
-    body: Body,
-    service: Callable[[Runtime, AbuseLimits, Asker, Body], dict[str, Any]],
-) -> JSONResponse:
+async def _answer(request: Request, caller: Caller, body: Body,
+                  service: Service[Body]) -> JSONResponse:
     runtime: Runtime = request.app.state.runtime
     asker = Asker(actor_of(runtime.keys, caller), caller.client_id, caller.org, body.purpose,
                   body.case_reference, get_request_id(request))
-    answer = await run_in_threadpool(service, runtime, limits_of(request), asker, body)
-    return JSONResponse(answer)
+    limits = limits_of(request)
+    try:
+        if runtime.local_reads:
+            prepared = service(runtime, limits, asker, body)
+        else:
+            prepared = await run_in_threadpool(service, runtime, limits, asker, body)
+    except AuditedRefusal as refusal:
+        await runtime.audit.record_async(refusal.entry)
+        raise refusal.error from None
+    recorded = await runtime.audit.record_async(prepared.entry, rows=prepared.rows,
+                                                subjects=prepared.subjects)
+    return JSONResponse(prepared.finish(recorded.seq))
 
 
 @router.post("/disclosures", response_model=DisclosureOut)
@@ -75,17 +83,17 @@ async def create_disclosure(body: DisclosureIn, request: Request,
     """What the policy releases to the caller for a purpose: by subject, address, area or
     signal ids. 422 for an unknown purpose or a missing case reference; 403 when no rule
     names the caller for the purpose. Every answer, also an empty one, is audited first."""
-    return await _answer(request, caller, body, disclosure.disclose)
+    return await _answer(request, caller, body, disclosure.prepare_disclosure)
 
 
 @router.post("/hits", response_model=HitOut)
 async def create_hit(body: HitIn, request: Request, caller: Requester) -> JSONResponse:
     """Whether signals exist about a subject that a rule lets the caller know of."""
-    return await _answer(request, caller, body, disclosure.check_hit)
+    return await _answer(request, caller, body, disclosure.prepare_hit)
 
 
 @router.post("/area-summaries", response_model=AreaSummaryOut)
 async def create_area_summary(body: AreaSummaryIn, request: Request,
                               caller: Requester) -> JSONResponse:
     """Counts per category over a postcode area; small counts suppressed."""
-    return await _answer(request, caller, body, disclosure.summarise_area)
+    return await _answer(request, caller, body, disclosure.prepare_area_summary)

@@ -47,6 +47,7 @@ from broker.audit.tables import (
     tree_size,
 )
 from broker.clock import as_utc, rfc3339, utcnow
+from broker.db import write_transaction
 from broker.errors import AuditUnavailable
 from broker.keys import KeyRing
 from broker.settings import Settings
@@ -309,7 +310,7 @@ class CheckpointSigner:
         now = utcnow()
         key = self._keys.active_checkpoint
         note = signed_checkpoint(self.origin, size, root, self.key_name, key.private_key)
-        with self.engine.begin() as conn:
+        with write_transaction(self.engine) as conn:
             new_id = conn.execute(
                 audit_checkpoint.insert()
                 .values(size=size, root_hash=root, time=now, note=note)

@@ -19,22 +19,24 @@ frontier is rebuilt from stored nodes in O(log n) reads.
 from __future__ import annotations
 
 import _thread
+import asyncio
+import contextlib
 import json
 import logging
 import queue
+import re
 import secrets
 import threading
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, Generic, TypeVar, overload
+from typing import Any, Final, Generic, TypeVar, overload
 
-from sqlalchemy import Connection, Engine, Table, select, text
+from sqlalchemy import Connection, Engine, Table, text
 
 from broker.audit import merkle
 from broker.audit.entry import (
-    MAX_SAFE_INTEGER,
     Entry,
     canonical_json,
     format_time,
@@ -52,8 +54,6 @@ from broker.audit.tables import (
     chunks,
     entry_seq,
     frontier,
-    read_nodes,
-    tree_tail,
 )
 from broker.clock import utcnow
 from broker.db import is_sqlite, ping, write_transaction
@@ -85,26 +85,67 @@ class Recorded(Generic[T]):
 
 
 class _Unit:
-    """One caller's entry and work; the caller blocks on `done` until it is settled."""
+    """One caller's entry, work and rows, and how its caller learns it is settled.
 
-    __slots__ = ("draft", "done", "entry_id", "error", "result", "seq", "subjects", "work")
+    A thread caller blocks on `done`, a bare lock held until then (the cheapest one-shot
+    event). An asyncio caller awaits `future`, which the appender resolves through its
+    loop: one `call_soon_threadsafe` per loop and batch, so no request thread is woken.
+    """
+
+    __slots__ = ("done", "draft", "entry_id", "error", "future", "loop", "pre", "result",
+                 "rows", "seq", "subjects", "work")
 
     def __init__(
         self,
         draft: Mapping[str, Any],
         work: Callable[[Connection], Any] | None,
         subjects: Sequence[bytes],
+        rows: Sequence[tuple[Table, Sequence[Mapping[str, Any]]]] = (),
+        loop: asyncio.AbstractEventLoop | None = None,
     ) -> None:
         self.draft = draft
         self.work = work
         self.subjects = subjects
+        self.rows = rows
+        self.pre: _Pre | None = None
         self.seq = -1
         self.entry_id = ""
         self.result: Any = None
         self.error: BaseException | None = None
-        # A bare lock is the cheapest one-shot event: held now, released when settled.
-        self.done = _thread.allocate_lock()
-        self.done.acquire()
+        self.loop = loop
+        self.future: asyncio.Future[None] | None = None
+        self.done: _thread.LockType | None = None
+        if loop is None:
+            self.done = _thread.allocate_lock()
+            self.done.acquire()
+        else:
+            self.future = loop.create_future()
+
+    def recorded(self) -> Recorded[Any]:
+        if self.error is not None:
+            raise self.error
+        return Recorded(self.seq, self.entry_id, self.result)
+
+
+def _wake(units: list[_Unit]) -> None:
+    """In a caller's event loop: resolve the futures of its settled units."""
+    for unit in units:
+        if unit.future is not None and not unit.future.done():
+            unit.future.set_result(None)
+
+
+def _settle(units: Iterable[_Unit]) -> None:
+    """Tell every caller of `units` that its unit is settled (durable, or failed)."""
+    by_loop: dict[asyncio.AbstractEventLoop, list[_Unit]] = {}
+    for unit in units:
+        if unit.loop is None:
+            if unit.done is not None:
+                unit.done.release()
+        else:
+            by_loop.setdefault(unit.loop, []).append(unit)
+    for loop, group in by_loop.items():
+        with contextlib.suppress(RuntimeError):  # a closed loop has nobody left to tell
+            loop.call_soon_threadsafe(_wake, group)
 
 
 @dataclass(slots=True)
@@ -121,14 +162,14 @@ class _Built:
 class _SubjectKeys:
     """Subject keys of one batch: read once, created on first use, inserted only if used."""
 
-    def __init__(self, conn: Connection, units: Sequence[_Unit]) -> None:
+    def __init__(self, driver: _Driver, units: Sequence[_Unit]) -> None:
         tokens = sorted({t for u in units for t in _unit_tokens(u)})
         self.known: dict[bytes, bytes] = {}
         for chunk in chunks(tokens):
-            rows = conn.execute(
-                select(audit_subject.c.token, audit_subject.c.subject_key).where(
-                    audit_subject.c.token.in_(chunk)
-                )
+            rows = driver.rows(
+                "SELECT token, subject_key FROM audit_subject"  # noqa: S608 - marks only
+                f" WHERE token IN ({_marks(len(chunk))})",
+                chunk,
             )
             self.known.update((bytes(t), bytes(k)) for t, k in rows)
         self.created: dict[bytes, bytes] = {}
@@ -175,19 +216,8 @@ _sorted_json = json.JSONEncoder(
 ).encode
 
 
-def _small_ints(value: Any) -> bool:
-    """No integer beyond 2**53 anywhere in a JSON value (RFC 8785 / I-JSON)."""
-    stack = [value]
-    while stack:
-        item = stack.pop()
-        kind = type(item)
-        if kind is dict:
-            stack.extend(item.values())
-        elif kind is list:
-            stack.extend(item)
-        elif kind is int and not -MAX_SAFE_INTEGER <= item <= MAX_SAFE_INTEGER:
-            return False
-    return True
+_LONG_DIGITS = re.compile(rb"[0-9]{16}")
+"""Sixteen digits in a row: the shortest run that can spell an integer beyond 2**53."""
 
 
 def entry_bytes(dumped: dict[str, Any]) -> bytes:
@@ -195,22 +225,138 @@ def entry_bytes(dumped: dict[str, Any]) -> bytes:
 
     The C encoder with sorted keys gives RFC 8785 when every key is ASCII (code point
     order is then UTF-16 order) and every integer lies within 2**53. An ASCII result
-    proves the first; only `objects` and the items' transform parameters hold integers
-    the model does not bound. Anything else goes through `canonical_json` (slower, equal
-    to the `rfc8785` package by property test). The tests hold stored entries to
-    `decode_entry`, which re-encodes them with `rfc8785`.
+    proves the first; a result without sixteen digits in a row proves the second (a
+    longer run inside a string only costs the slow path). Anything else goes through
+    `canonical_json` (slower, equal to the `rfc8785` package by property test). The tests
+    hold stored entries to `decode_entry`, which re-encodes them with `rfc8785`.
     """
     try:
         data = _sorted_json(dumped).encode("utf-8")
     except UnicodeEncodeError:
         return canonical_json(dumped)
-    if data.isascii() and _small_ints([dumped["objects"], [i["fields"] for i in dumped["items"]]]):
+    if data.isascii() and _LONG_DIGITS.search(data) is None:
         return data
     return canonical_json(dumped)
 
 
 def new_entry_id() -> str:
     return "ae_" + secrets.token_hex(10)
+
+
+PLACEHOLDER_TIME: Final = "1970-01-01T00:00:00.000Z"
+_PLACEHOLDER_TAIL: Final = f',"seq":0,"time":"{PLACEHOLDER_TIME}","v":1}}'.encode()
+"""How canonical bytes end before the appender knows seq and time: in RFC 8785 key order
+`seq`, `time` and `v` are the last three members of an entry."""
+
+
+@dataclass(slots=True)
+class _Pre:
+    """An entry encoded in its caller's thread, but for what only the appender knows: its
+    seq and time (a fixed tail of the bytes) and its subject tags (which need the subjects'
+    keys, read in the append transaction) stand in as placeholders. The appender splices
+    them in, so the work it does while it holds the log's write lock stays small."""
+
+    data: bytes
+    action: str
+    org: str | None
+    purpose: str | None
+    orgs: list[str]
+    tags: dict[str, bytes]  # placeholder -> subject token, items' and loose alike
+    loose: list[str]  # placeholders of subjects outside any item, sorted
+    loose_array: bytes  # how `objects.subject_tags` holds them in `data`
+
+
+def _placeholder() -> str:
+    return secrets.token_urlsafe(32)  # 43 characters, like a real tag; unique in the entry
+
+
+def pre_encode(unit: _Unit, origin: str) -> None:
+    """Validate and encode a unit's entry in the caller's thread (see `_Pre`).
+
+    Mirrors `_build`; an entry whose bytes do not end as expected keeps `pre` unset and is
+    built whole by the appender. A malformed draft fails here, in its caller's thread."""
+    draft = dict(unit.draft)
+    clash = APPENDER_FILLS.intersection(draft)
+    if clash:
+        raise ValueError(f"the appender fills {', '.join(sorted(clash))}; leave them out")
+    entry_id = new_entry_id()
+    by_token: dict[bytes, str] = {}
+
+    def tag(token: bytes) -> str:
+        if token not in by_token:
+            by_token[token] = _placeholder()
+        return by_token[token]
+
+    items = []
+    for item in draft.get("items") or ():
+        item = dict(item)
+        if "subjects" in item:
+            item["subject_tags"] = [
+                *item.get("subject_tags", ()),
+                *(tag(t) for t in item.pop("subjects")),
+            ]
+        items.append(item)
+    if items:
+        draft["items"] = items
+    in_items = set(by_token)
+    loose = sorted(tag(t) for t in dict.fromkeys(unit.subjects) if t not in in_items)
+    if loose:
+        draft["objects"] = {**(draft.get("objects") or {}), "subject_tags": loose}
+    entry = Entry.model_validate(
+        {**draft, "v": 1, "origin": origin, "id": entry_id, "seq": 0, "time": PLACEHOLDER_TIME}
+    )
+    data = entry_bytes(entry.model_dump(mode="json"))
+    if not data.endswith(_PLACEHOLDER_TAIL):
+        return
+    orgs = {entry.actor.org, *(i.source for i in entry.items)} - {None}
+    unit.entry_id = entry_id
+    unit.pre = _Pre(
+        data=data[: -len(_PLACEHOLDER_TAIL)],
+        action=entry.action,
+        org=entry.actor.org,
+        purpose=entry.purpose,
+        orgs=sorted(o for o in orgs if o),
+        tags={placeholder: token for token, placeholder in by_token.items()},
+        loose=loose,
+        loose_array=_sorted_json(loose).encode() if loose else b"",
+    )
+
+
+def _splice(
+    unit: _Unit, pre: _Pre, seq: int, moment: datetime, stamp: str, keys: _SubjectKeys
+) -> _Built:
+    """Finish a pre-encoded entry: real subject tags, seq and time."""
+    data = pre.data
+    created: list[bytes] = []
+    real: dict[str, str] = {}
+    for placeholder, token in pre.tags.items():
+        key, new = keys.key(token)
+        if new and token not in created:
+            created.append(token)
+        real[placeholder] = subject_tag(key, unit.entry_id)
+    if pre.loose:
+        data = data.replace(pre.loose_array,
+                            _sorted_json(sorted(real[p] for p in pre.loose)).encode())
+    for placeholder, tag in real.items():
+        data = data.replace(placeholder.encode(), tag.encode())
+    data += b',"seq":%d,"time":"%s","v":1}' % (seq, stamp.encode())
+    leaf = merkle.leaf_hash(data)
+    return _Built(
+        entry_row={
+            "seq": seq,
+            "entry_id": unit.entry_id,
+            "action": pre.action,
+            "org": pre.org,
+            "purpose": pre.purpose,
+            "time": moment,
+            "bytes": data,
+            "leaf_hash": leaf,
+        },
+        leaf=leaf,
+        org_rows=[{"org": org, "seq": seq} for org in pre.orgs],
+        subject_rows=[{"token": t, "seq": seq} for t in dict.fromkeys(pre.tags.values())],
+        new_tokens=created,
+    )
 
 
 def _build(
@@ -275,17 +421,16 @@ def _build(
 
 
 def extend_checked(
-    conn: Connection, cached: merkle.CompactRange, size: int, origin: str
+    driver: _Driver, cached: merkle.CompactRange, size: int, origin: str
 ) -> merkle.CompactRange:
     """Extend our frontier by the rows another appender wrote since, checking each row's
     leaf hash, seq and origin and the nodes it completed: a row slipped in behind the
     appenders' backs is refused (fail closed) instead of being built into every later
     root. These checks are cheap (no parsing); live verification does the full ones."""
-    rows = conn.execute(
-        select(audit_entry.c.seq, audit_entry.c.bytes, audit_entry.c.leaf_hash)
-        .where(audit_entry.c.seq >= cached.size, audit_entry.c.seq < size)
-        .order_by(audit_entry.c.seq)
-    ).all()
+    rows = driver.rows(
+        "SELECT seq, bytes, leaf_hash FROM audit_entry WHERE seq >= ? AND seq < ? ORDER BY seq",
+        (cached.size, size),
+    )
     tree = cached.copy()
     completed: list[tuple[int, int, bytes]] = []
     origin_member = b'"origin":' + json.dumps(origin).encode()
@@ -301,7 +446,7 @@ def extend_checked(
         completed.extend(tree.append(bytes(leaf)))
     if tree.size != size:
         raise TreeDamaged(f"entry {tree.size} is missing")
-    stored = read_nodes(conn, [(level, index) for level, index, _ in completed])
+    stored = driver_nodes(driver, [(level, index) for level, index, _ in completed])
     for (level, index, computed), found in zip(completed, stored, strict=True):
         if computed != found:
             raise TreeDamaged(f"tree node ({level}, {index}) does not match the entries")
@@ -341,7 +486,65 @@ def insert_rows(conn: Connection, table: Table, rows: list[dict[str, Any]]) -> N
             for column, process in zip(columns, processors, strict=True):
                 value = row[column]
                 params.append(process(value) if process is not None else value)
-        conn.exec_driver_sql(head + ",".join([row_marks] * len(chunk)), tuple(params))
+        _Driver(conn).execute(head + ",".join([row_marks] * len(chunk)), params)
+
+
+class _Driver:
+    """The appender's own statements, sent straight to the driver on the batch connection.
+
+    The appender runs a handful of fixed statements per batch while every request of the
+    process waits for it; SQLAlchemy's per-statement machinery (compilation cache look-up,
+    events, result wrapping, expanding `IN` parameters) costs more than these statements
+    themselves, so they bypass it. They run inside the batch's SQLAlchemy transaction, on
+    its connection. Placeholders are written `?` and adapted to the driver's style.
+    """
+
+    def __init__(self, conn: Connection) -> None:
+        self.conn = conn
+        self.raw: Any = conn.connection.driver_connection
+        self.qmark = conn.dialect.paramstyle == "qmark"
+
+    def rows(self, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
+        cursor = self.raw.cursor()
+        try:
+            cursor.execute(sql if self.qmark else sql.replace("?", "%s"), tuple(params))
+            found: list[tuple[Any, ...]] = cursor.fetchall()
+        finally:
+            cursor.close()
+        return found
+
+    def execute(self, sql: str, params: Sequence[Any]) -> None:
+        cursor = self.raw.cursor()
+        try:
+            cursor.execute(sql if self.qmark else sql.replace("?", "%s"), tuple(params))
+        finally:
+            cursor.close()
+
+
+def _marks(count: int) -> str:
+    return ",".join(["?"] * count)
+
+
+def driver_tail(driver: _Driver) -> tuple[int, bytes | None]:
+    """`tables.tree_tail` through the driver: (size, last leaf hash)."""
+    rows = driver.rows("SELECT seq, leaf_hash FROM audit_entry ORDER BY seq DESC LIMIT 1")
+    if not rows:
+        return 0, None
+    return int(rows[0][0]) + 1, bytes(rows[0][1])
+
+
+def driver_nodes(driver: _Driver, coords: Sequence[tuple[int, int]]) -> list[bytes]:
+    """Stored inner nodes (level >= 1) in the order asked; TreeDamaged if one is missing."""
+    found: dict[tuple[int, int], bytes] = {}
+    for chunk in chunks(coords, 400):
+        where = " OR ".join(["(level = ? AND idx = ?)"] * len(chunk))
+        params = [value for coord in chunk for value in coord]
+        found.update(((int(level), int(idx)), bytes(h)) for level, idx, h in driver.rows(
+            f"SELECT level, idx, hash FROM audit_node WHERE {where}", params))  # noqa: S608
+    missing = [coord for coord in coords if coord not in found]
+    if missing:
+        raise TreeDamaged(f"tree node (level, index) {missing[0]} is missing from the log")
+    return [found[coord] for coord in coords]
 
 
 # --- The appender ---
@@ -437,7 +640,12 @@ class AuditLog:
 
     @overload
     def record(
-        self, draft: Mapping[str, Any], *, work: None = None, subjects: Sequence[bytes] = ()
+        self,
+        draft: Mapping[str, Any],
+        *,
+        work: None = None,
+        rows: Sequence[tuple[Table, Sequence[Mapping[str, Any]]]] = (),
+        subjects: Sequence[bytes] = (),
     ) -> Recorded[None]: ...
 
     @overload
@@ -446,6 +654,7 @@ class AuditLog:
         draft: Mapping[str, Any],
         *,
         work: Callable[[Connection], T],
+        rows: Sequence[tuple[Table, Sequence[Mapping[str, Any]]]] = (),
         subjects: Sequence[bytes] = (),
     ) -> Recorded[T]: ...
 
@@ -454,15 +663,47 @@ class AuditLog:
         draft: Mapping[str, Any],
         *,
         work: Callable[[Connection], Any] | None = None,
+        rows: Sequence[tuple[Table, Sequence[Mapping[str, Any]]]] = (),
         subjects: Sequence[bytes] = (),
     ) -> Recorded[Any]:
-        """Append one entry (and run `work` in its transaction); block until durable.
+        """Append one entry; block until it is durable.
 
-        `work`'s own exception reaches the caller with nothing written; any failure of
-        the append itself is `AuditUnavailable`.
+        `work` runs in the append's transaction (in a savepoint, so its own exception
+        reaches the caller with nothing of it written); `rows` are plain inserts, as
+        `(table, rows)`, written in the same transaction without a savepoint, merged with
+        the batch's other rows for the same table (a failing row fails the whole batch).
+        Any failure of the append itself is `AuditUnavailable`.
         """
-        unit = _Unit(draft, work, tuple(subjects))
+        unit = _Unit(draft, work, tuple(subjects), rows)
+        self._enqueue(unit)
+        if self._thread is None:
+            self._append([unit])
+        assert unit.done is not None  # noqa: S101 - a thread caller's unit has its lock
+        unit.done.acquire()
+        return unit.recorded()
+
+    async def record_async(
+        self,
+        draft: Mapping[str, Any],
+        *,
+        rows: Sequence[tuple[Table, Sequence[Mapping[str, Any]]]] = (),
+        subjects: Sequence[bytes] = (),
+    ) -> Recorded[None]:
+        """`record` for a coroutine: await the entry's durability without holding a
+        thread. Without a running appender thread, the append runs in the thread pool."""
+        if self._thread is None:
+            return await asyncio.to_thread(self.record, draft, rows=rows, subjects=subjects)
+        unit = _Unit(draft, None, tuple(subjects), rows, asyncio.get_running_loop())
+        self._enqueue(unit)
+        assert unit.future is not None  # noqa: S101 - an asyncio caller's unit has its future
+        # Shielded: a cancelled request still gets its entry; only the wait is abandoned.
+        await asyncio.shield(unit.future)
+        return unit.recorded()
+
+    def _enqueue(self, unit: _Unit) -> None:
         _check_tokens(unit)
+        if unit.work is None:
+            pre_encode(unit, self._origin)
         thread = self._thread
         if thread is not None and threading.current_thread() is thread:
             raise RuntimeError("audit work must not record entries itself")
@@ -471,12 +712,6 @@ class AuditLog:
                 raise AuditUnavailable("The audit log is closed.")
             if thread is not None:
                 self._queue.put(unit)
-        if thread is None:
-            self._append([unit])
-        unit.done.acquire()
-        if unit.error is not None:
-            raise unit.error
-        return Recorded(unit.seq, unit.entry_id, unit.result)
 
     def _run(self) -> None:
         try:
@@ -521,7 +756,7 @@ class AuditLog:
                 return
             if isinstance(unit, _Unit):
                 unit.error = AuditUnavailable("The audit log is closed.")
-                unit.done.release()
+                _settle([unit])
 
     def _append(self, units: list[_Unit]) -> None:
         with self._lock:
@@ -538,46 +773,50 @@ class AuditLog:
                 for unit in units:
                     if unit.error is None:
                         unit.error = AuditUnavailable("The audit log could not record the act.")
-                    unit.done.release()
+                _settle(units)
                 return
             self._cache, self._cache_tail = tree, tail
             self._last_failed = False
             self.damaged = None
-        for unit in units:
-            unit.done.release()
+        _settle(units)
 
-    def _tree(self, conn: Connection) -> tuple[merkle.CompactRange, bytes | None]:
+    def _tree(self, driver: _Driver) -> tuple[merkle.CompactRange, bytes | None]:
         """The frontier at the stored size: the cached one if the stored tail is ours, the
         cached one extended by rows another appender wrote (checked on the way), or one
         rebuilt from stored nodes."""
-        size, tail = tree_tail(conn)
+        size, tail = driver_tail(driver)
         cached = self._cache
         if cached is None:
-            return frontier(conn, size), tail
+            return frontier(driver.conn, size), tail
         if cached.size == size and self._cache_tail == tail:
             return cached.copy(), tail
         if cached.size < size <= cached.size + FOREIGN_CHECK_LIMIT:
-            return extend_checked(conn, cached, size, self._origin), tail
-        return frontier(conn, size), tail
+            return extend_checked(driver, cached, size, self._origin), tail
+        return frontier(driver.conn, size), tail
 
     def _write(self, units: list[_Unit]) -> tuple[merkle.CompactRange, bytes | None]:
         """One transaction for the batch; returns the new frontier and last leaf hash."""
         with write_transaction(self._engine) as conn:
             if self._postgres:
                 conn.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": ADVISORY_LOCK_KEY})
-            tree, tail = self._tree(conn)
+            driver = _Driver(conn)
+            tree, tail = self._tree(driver)
             moment = self._clock()
             stamp = format_time(moment)
-            keys = _SubjectKeys(conn, units)
+            keys = _SubjectKeys(driver, units)
             entries: list[dict[str, Any]] = []
             nodes: list[dict[str, Any]] = []
             orgs: list[dict[str, Any]] = []
             subjects: list[dict[str, Any]] = []
             new_subjects: list[dict[str, Any]] = []
+            extra: dict[tuple[Table, tuple[str, ...]], list[dict[str, Any]]] = {}
             for unit in units:
                 built = self._run_unit(conn, unit, tree.size, moment, stamp, keys)
                 if built is None:
                     continue
+                for table, table_rows in unit.rows:
+                    for row in table_rows:
+                        extra.setdefault((table, tuple(row)), []).append(dict(row))
                 unit.seq = tree.size
                 entries.append(built.entry_row)
                 nodes.extend(
@@ -596,6 +835,8 @@ class AuditLog:
             ):
                 if rows:
                     insert_rows(conn, table, rows)
+            for (table, _), rows in extra.items():
+                insert_rows(conn, table, rows)
         return tree, tail
 
     def _run_unit(
@@ -611,6 +852,8 @@ class AuditLog:
         error set) when either fails, leaving nothing of it behind."""
         if unit.work is None:
             try:
+                if unit.pre is not None:
+                    return _splice(unit, unit.pre, seq, moment, stamp, keys)
                 return _build(unit, seq, self._origin, moment, stamp, keys)
             except Exception as exc:  # noqa: BLE001 - the caller's own error, handed back
                 unit.error = exc

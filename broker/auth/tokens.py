@@ -246,17 +246,55 @@ def issue_access_token(
     return IssuedToken(token=token, token_id=token_id, expires_in=ttl)
 
 
+@dataclass(frozen=True, slots=True)
+class _Verified:
+    """A token that passed every check, and what its reuse must check again."""
+
+    ring: _RingKeys
+    claims: AccessClaims
+    times: dict[str, Any]
+
+
+_VERIFIED_MAX: Final = 10_000
+_verified: dict[tuple[str, str, str], _Verified] = {}
+_verified_lock = threading.Lock()
+
+
 def verify_access_token(
     token: str, keys: KeyRing, settings: Settings, *, now: int | None = None
 ) -> AccessClaims:
-    """The claims of a valid access token; `Unauthorized` for anything else, never a 500."""
+    """The claims of a valid access token; `Unauthorized` for anything else, never a 500.
+
+    A partner reuses one token for many requests, so a token that passed every check is
+    remembered (bounded, by its exact text, audience and issuer) and its signature is not
+    checked again while the key ring that verified it is the live one: a rotation or a
+    reload starts afresh. Its times are checked on every use, so it expires as before;
+    revocation is checked on every request by the caller (the client's status).
+    """
+    moment = int(time.time()) if now is None else now
+    remembered = _verified.get((token, settings.audience, settings.issuer))
+    if remembered is not None and remembered.ring is _ring_keys(keys):
+        try:
+            _check_times(remembered.times, moment, min(settings.token_leeway_seconds, 30),
+                         MAX_ACCESS_LIFETIME)
+        except ValueError:
+            raise Unauthorized("The access token is not valid.") from None
+        return remembered.claims
     try:
-        return _verify_access(token, keys, settings, int(time.time()) if now is None else now)
+        claims, times = _verify_access(token, keys, settings, moment)
     except _DECODE_ERRORS:
         raise Unauthorized("The access token is not valid.") from None
+    with _verified_lock:
+        while len(_verified) >= _VERIFIED_MAX:
+            del _verified[next(iter(_verified))]  # the oldest first
+        _verified[(token, settings.audience, settings.issuer)] = _Verified(
+            _ring_keys(keys), claims, times)
+    return claims
 
 
-def _verify_access(token: str, keys: KeyRing, settings: Settings, now: int) -> AccessClaims:
+def _verify_access(
+    token: str, keys: KeyRing, settings: Settings, now: int
+) -> tuple[AccessClaims, dict[str, Any]]:
     header = _checked_header(token, (ACCESS_TOKEN_TYPE,), kid_required=True)
     key = _ring_keys(keys).verify.get(header["kid"])  # in-memory only: no file, URL or DB
     if key is None:
@@ -270,7 +308,7 @@ def _verify_access(token: str, keys: KeyRing, settings: Settings, now: int) -> A
     roles = claims.get("roles")
     if not isinstance(roles, list) or not all(isinstance(role, str) for role in roles):
         raise ValueError("roles must be a list of strings")
-    return AccessClaims(
+    verified = AccessClaims(
         client_id=_text(claims, "sub", MAX_SUBJECT_CHARS),
         org=_text(claims, "org", 64),
         roles=frozenset(roles),
@@ -278,6 +316,7 @@ def _verify_access(token: str, keys: KeyRing, settings: Settings, now: int) -> A
         issued_at=claims["iat"],
         expires_at=claims["exp"],
     )
+    return verified, {name: claims[name] for name in ("exp", "iat", "nbf") if name in claims}
 
 
 # --- client assertions (RFC 7523) ------------------------------------------------------------
