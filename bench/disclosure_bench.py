@@ -82,8 +82,6 @@ def serve(which: str, port: int) -> None:
     sock.bind(("127.0.0.1", port))
     sock.listen(2048)
     factory = broker_app if which == "broker" else echo_app
-    if os.environ.get("BENCH_SWITCH"):
-        sys.setswitchinterval(float(os.environ["BENCH_SWITCH"]))
     config = uvicorn.Config(factory, factory=True, loop="uvloop", http="httptools",
                             access_log=False, log_level="warning", server_header=False,
                             timeout_keep_alive=30)
@@ -118,8 +116,7 @@ def servers(which: str, port: int, env: dict[str, str], profile: Path | None = N
         command = [sys.executable, __file__, "serve", which, str(port)]
         if profile is not None and index == 0:
             command = [shutil.which("py-spy") or str(Path(sys.executable).parent / "py-spy"),
-                       "record", "--format", "raw", "--rate", "250", "--nonblocking",
-                       *os.environ.get("BENCH_SPY", "--gil").split(),
+                       "record", "--format", "raw", "--rate", "250", "--nonblocking", "--gil",
                        "--duration", str(profile_seconds), "--output", str(profile),
                        "--", *command]
         processes.append(subprocess.Popen(command, env=env, cwd=REPO,
