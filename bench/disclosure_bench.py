@@ -270,7 +270,8 @@ def verify(env: dict[str, str]) -> bool:
 # through, routing.py and middleware.py, excepted); failing that, for the innermost
 # library frame a bucket names.
 OURS: list[tuple[str, list[tuple[str, str]]]] = [
-    ("audit append (appender thread)", [("broker/audit/", "")]),
+    ("audit entry (encoded in the request, appended by the appender thread)",
+     [("broker/audit/", ""), ("broker/db.py", "")]),
     ("token check (ES256 via python-jose)", [("broker/auth/tokens.py", "")]),
     ("client status read", [("broker/auth/clients.py", "")]),
     ("other auth dependencies", [("broker/auth/", ""), ("broker/api/deps.py", "")]),

@@ -696,8 +696,9 @@ class AuditLog:
         unit = _Unit(draft, None, tuple(subjects), rows, asyncio.get_running_loop())
         self._enqueue(unit)
         assert unit.future is not None  # noqa: S101 - an asyncio caller's unit has its future
-        # Shielded: a cancelled request still gets its entry; only the wait is abandoned.
-        await asyncio.shield(unit.future)
+        # A cancelled request cancels only its wait: the unit stays queued, its entry is
+        # appended all the same, and `_wake` passes over a future already done.
+        await unit.future
         return unit.recorded()
 
     def _enqueue(self, unit: _Unit) -> None:
