@@ -479,14 +479,14 @@ def insert_rows(conn: Connection, table: Table, rows: list[dict[str, Any]]) -> N
     row_marks = "(" + ",".join(["?"] * len(columns)) + ")"  # sqlite3's qmark style
     head = f"INSERT INTO {names} VALUES "  # noqa: S608
     per_statement = max(1, MAX_PARAMETERS // len(columns))
+    pairs = list(zip(columns, processors, strict=True))
+    driver = _Driver(conn)
     for start in range(0, len(rows), per_statement):
         chunk = rows[start : start + per_statement]
-        params: list[Any] = []
-        for row in chunk:
-            for column, process in zip(columns, processors, strict=True):
-                value = row[column]
-                params.append(process(value) if process is not None else value)
-        _Driver(conn).execute(head + ",".join([row_marks] * len(chunk)), params)
+        # One flat comprehension: the per-value loop is the appender's busiest Python.
+        params = [process(row[column]) if process is not None else row[column]
+                  for row in chunk for column, process in pairs]
+        driver.execute(head + ",".join([row_marks] * len(chunk)), params)
 
 
 class _Driver:
