@@ -12,7 +12,9 @@ from fastapi import FastAPI
 from broker import __version__
 from broker.api import observe, routers
 from broker.api.middleware import RequestGuard
+from broker.api.openapi import declare_security
 from broker.api.problems import install_problem_handlers
+from broker.rotation import KeyFollower
 from broker.runtime import Runtime
 from broker.settings import Settings, get_settings
 from broker.startup import open_runtime
@@ -30,9 +32,13 @@ def create_app(settings: Settings | None = None, *, runtime: Runtime | None = No
         # What start-up built (routes, models, the pack, SQLAlchemy's metadata) lives as
         # long as the process: out of the collector's way, full collections stay short.
         gc.freeze()
+        # A key rotation by another worker or the command line reaches this process too.
+        keys = KeyFollower(live)
+        keys.start()
         try:
             yield
         finally:
+            keys.stop()
             if runtime is None:
                 live.close()
 
@@ -47,6 +53,7 @@ def create_app(settings: Settings | None = None, *, runtime: Runtime | None = No
     install_problem_handlers(app)
     for router in routers():
         app.include_router(router)
+    declare_security(app)
     app.add_middleware(
         RequestGuard,
         max_body_bytes=settings.max_body_bytes,

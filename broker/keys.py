@@ -1,4 +1,4 @@
-"""The key ring: every secret the broker holds, loaded once at start.
+"""The key ring: every secret the broker holds, loaded at start and again after a rotation.
 
 Keys live as files in one directory (`BROKER_KEY_DIR`), one file per key
 version, readable by the owner only: `<name>.v<N>.key` (32 random bytes,
@@ -6,6 +6,12 @@ base64) for symmetric keys, PEM for the token-signing (ES256) and
 checkpoint-signing (Ed25519) keys. Rotation adds a version; old versions
 stay so that what they protected can still be read or verified. Nothing in
 this module logs or prints key material.
+
+A ring remembers the `fingerprint` of the files it was loaded from (names,
+sizes, modification times: one `stat` each, no reads), so a process can tell
+that another one rotated a key (`reload_if_changed`) and load the new ring.
+A new key file appears whole (written under a temporary name, then linked
+into place), so a ring is never loaded from half a key.
 """
 
 from __future__ import annotations
@@ -13,6 +19,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import os
+import re
 import secrets
 import stat
 from collections.abc import Mapping
@@ -32,6 +39,14 @@ KEY_BYTES: Final = 32
 # Token verification accepts the active signing key and the one before it, so
 # tokens issued just before a rotation keep working until they expire.
 SIGNING_VERSIONS_ACCEPTED: Final = 2
+_KEY_FILE: Final = re.compile(
+    r"^(?:" + "|".join(SYMMETRIC) + r")\.v[0-9]+\.key$|^(?:" + "|".join(ASYMMETRIC)
+    + r")\.v[0-9]+\.pem$"
+)
+_PARTIAL_PREFIX: Final = ".partial-"
+
+Fingerprint = tuple[tuple[str, int, int], ...]
+"""(file name, size, modification time in ns) of every key file, sorted by name."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -76,11 +91,15 @@ class CheckpointKey:
 
 @dataclass(frozen=True)
 class KeyRing:
-    """All key versions by name; the highest version of each is the active one."""
+    """All key versions by name; the highest version of each is the active one.
+
+    Immutable: a rotation builds a new ring, which callers swap in whole (so a request
+    that took a ring finishes on it, and caches keyed on the ring start afresh)."""
 
     symmetric: Mapping[str, Mapping[int, SymmetricKey]]
     signing: Mapping[int, SigningKey]
     checkpoint: Mapping[int, CheckpointKey]
+    fingerprint: Fingerprint = field(default=(), compare=False, repr=False)
 
     def active(self, name: str) -> SymmetricKey:
         """The active (newest) version of a symmetric key."""
@@ -158,10 +177,27 @@ def _versions(directory: Path, name: str) -> list[int]:
 
 
 def _write_private(path: Path, data: bytes) -> None:
-    """Create a file readable by the owner only, refusing to overwrite."""
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    """Create a file readable by the owner only, refusing to overwrite (FileExistsError).
+
+    The data is written and synced under a temporary name and then hard-linked into place,
+    so a process watching the directory sees the file whole or not at all."""
+    partial = path.with_name(f"{_PARTIAL_PREFIX}{path.name}.{secrets.token_hex(4)}")
+    fd = os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     try:
-        os.write(fd, data)
+        try:
+            os.write(fd, data)
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        os.link(partial, path)  # unlike rename, never replaces an existing file
+    finally:
+        partial.unlink(missing_ok=True)
+    _sync_dir(path.parent)
+
+
+def _sync_dir(directory: Path) -> None:
+    fd = os.open(directory, os.O_RDONLY)
+    try:
         os.fsync(fd)
     finally:
         os.close(fd)
@@ -201,12 +237,17 @@ def rotate_key(directory: Path, name: str) -> int:
     """Add a new version of a rotatable key; return its version number."""
     if name not in ROTATABLE:
         raise ValueError(f"key {name!r} cannot be rotated; rotatable: {', '.join(ROTATABLE)}")
-    versions = _versions(directory, name)
-    if not versions:
-        raise StartupError(f"key {name!r} is missing; run `broker init`")
-    new = versions[-1] + 1
-    _write_private(_key_path(directory, name, new), _new_key_bytes(name))
-    return new
+    material = _new_key_bytes(name)
+    while True:
+        versions = _versions(directory, name)
+        if not versions:
+            raise StartupError(f"key {name!r} is missing; run `broker init`")
+        new = versions[-1] + 1
+        try:
+            _write_private(_key_path(directory, name, new), material)
+        except FileExistsError:  # another process rotated the same key just now
+            continue
+        return new
 
 
 def _read_private(path: Path) -> bytes:
@@ -256,10 +297,36 @@ def _load_checkpoint(directory: Path, version: int) -> CheckpointKey:
     return CheckpointKey(version, key)
 
 
+def key_files_fingerprint(directory: Path) -> Fingerprint:
+    """The names, sizes and modification times of the key files in `directory`.
+
+    What changes when a key is added (or a file replaced by hand); one `stat` per key
+    file and nothing read, so checking it once a second costs next to nothing. Other
+    files of the directory (the checkpoint signer's state) are left out."""
+    found = []
+    with os.scandir(directory) as entries:
+        for entry in entries:
+            if _KEY_FILE.match(entry.name):
+                info = entry.stat()
+                found.append((entry.name, info.st_size, info.st_mtime_ns))
+    return tuple(sorted(found))
+
+
+def reload_if_changed(ring: KeyRing, directory: Path) -> KeyRing | None:
+    """A new ring when the key files differ from those `ring` was loaded from, else None.
+
+    Raises StartupError (as `load_key_ring`) when the changed directory does not load."""
+    if key_files_fingerprint(directory) == ring.fingerprint:
+        return None
+    return load_key_ring(directory)
+
+
 def load_key_ring(directory: Path) -> KeyRing:
     """Load and check every key; refuse (StartupError) a missing, short or exposed key."""
     if not directory.is_dir():
         raise StartupError(f"key directory {directory} does not exist; run `broker init`")
+    # Taken before reading: a file added meanwhile makes the next check load again.
+    fingerprint = key_files_fingerprint(directory)
     symmetric: dict[str, dict[int, SymmetricKey]] = {}
     for name in SYMMETRIC:
         versions = _versions(directory, name)
@@ -276,4 +343,5 @@ def load_key_ring(directory: Path) -> KeyRing:
         symmetric=symmetric,
         signing={v: _load_signing(directory, v) for v in signing_versions},
         checkpoint={v: _load_checkpoint(directory, v) for v in checkpoint_versions},
+        fingerprint=fingerprint,
     )

@@ -1,7 +1,9 @@
 """Making a policy pack live: history, audit entry, and the atomic swap.
 
 Each pack's canonical text is stored once by hash; every activation is a
-`policy_load` row and a `policy_loaded` audit entry in one transaction.
+`policy_load` row and a `policy_loaded` audit entry in one transaction. A
+reload refused because the pack does not load is a `refusal` entry and a
+warning (SECURITY.md row 26); the live pack stays.
 """
 
 from __future__ import annotations
@@ -77,11 +79,41 @@ def activate(
     return pack.hash, previous
 
 
+def record_refused_reload(
+    runtime: Runtime, error: PackInvalid, *, actor: Actor, request_id: str | None
+) -> int:
+    """Audit and log a reload refused because the pack does not load; return the seq.
+
+    The entry names the pack that stays live and how many problems the new one has, never
+    the problems themselves: their messages may quote the pack's text."""
+    live_pack = runtime.policy.pack
+    draft = {
+        "action": "refusal",
+        "outcome": "refused",
+        "reason": error.code,
+        "actor": actor.as_entry(),
+        "policy": {"pack": live_pack.name, "hash": live_pack.hash},
+        "request_id": request_id,
+        "objects": {"request": "policy_reload", "problems": len(error.errors)},
+    }
+    seq = runtime.audit.record(draft).seq
+    _log.warning("policy reload refused: the live pack stays", extra={
+        "event": "policy_reload_refused", "reason": error.code, "count": len(error.errors),
+        "hash": live_pack.hash, "seq": seq, "request_id": request_id,
+    })
+    return seq
+
+
 def reload_from_dir(
     runtime: Runtime, directory: Path | None, *, actor: Actor, request_id: str | None = None
 ) -> tuple[str, str]:
-    """Load a pack folder and make it live; a pack that does not check leaves the live one."""
-    pack = load_pack(directory or runtime.settings.policy_dir)
+    """Load a pack folder and make it live; a pack that does not check leaves the live one
+    (and the refusal is audited before `PackInvalid` reaches the caller)."""
+    try:
+        pack = load_pack(directory or runtime.settings.policy_dir)
+    except PackInvalid as exc:
+        record_refused_reload(runtime, exc, actor=actor, request_id=request_id)
+        raise
     return activate(runtime, pack, actor=actor, request_id=request_id)
 
 

@@ -1,10 +1,31 @@
-"""Key rotation as an accountable act: a new key version, the ring reloaded, an audit entry."""
+"""Key rotation as an accountable act, and every broker process following it.
+
+A rotation adds a key file, reloads the ring of the process that rotated and records a
+`key_rotated` entry. Other processes (uvicorn workers, and every broker after
+`broker keys rotate` on the command line) notice the changed key directory through a
+`KeyFollower`, which compares the directory's key files with the live ring's fingerprint
+once a second and swaps in the reloaded ring: request paths never touch the disk.
+"""
 
 from __future__ import annotations
 
+import logging
+import threading
+from typing import Final
+
 from broker.actors import Actor
-from broker.keys import ROTATABLE, load_key_ring, rotate_key
+from broker.errors import StartupError
+from broker.keys import ROTATABLE, KeyRing, load_key_ring, reload_if_changed, rotate_key
 from broker.runtime import Runtime
+
+KEY_FOLLOW_SECONDS: Final = 1.0
+_log = logging.getLogger("broker.keys")
+
+
+def use_ring(runtime: Runtime, ring: KeyRing) -> None:
+    """Make `ring` the live key ring: one assignment each for requests and the audit log."""
+    runtime.keys = ring
+    runtime.audit.use_keys(ring)
 
 
 def rotate(runtime: Runtime, name: str, *, actor: Actor, request_id: str | None) -> int:
@@ -12,8 +33,7 @@ def rotate(runtime: Runtime, name: str, *, actor: Actor, request_id: str | None)
     if name not in ROTATABLE:
         raise ValueError(name)
     version = rotate_key(runtime.settings.key_dir, name)
-    runtime.keys = load_key_ring(runtime.settings.key_dir)
-    runtime.audit.use_keys(runtime.keys)
+    use_ring(runtime, load_key_ring(runtime.settings.key_dir))
     draft = {
         "action": "key_rotated",
         "outcome": "granted",
@@ -24,3 +44,48 @@ def rotate(runtime: Runtime, name: str, *, actor: Actor, request_id: str | None)
     }
     runtime.audit.record(draft)
     return version
+
+
+def follow_keys(runtime: Runtime) -> bool:
+    """Reload the key ring if the key directory changed since it was loaded; True if so.
+
+    A directory that does not load (a key file damaged by hand) leaves the live ring in
+    place and raises StartupError; the next check tries again."""
+    ring = reload_if_changed(runtime.keys, runtime.settings.key_dir)
+    if ring is None:
+        return False
+    use_ring(runtime, ring)
+    _log.info("key ring reloaded", extra={"event": "keys_reloaded"})
+    return True
+
+
+class KeyFollower:
+    """Keeps a broker process on the key directory's current ring (a rotation elsewhere
+    reaches it within `interval` seconds)."""
+
+    def __init__(self, runtime: Runtime, interval: float = KEY_FOLLOW_SECONDS) -> None:
+        self._runtime = runtime
+        self._interval = interval
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="key-follower", daemon=True)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread.is_alive():
+            self._thread.join(timeout=5)
+
+    def _run(self) -> None:
+        complained = False
+        while not self._stop.wait(self._interval):
+            try:
+                follow_keys(self._runtime)
+                complained = False
+            except (StartupError, OSError) as exc:
+                if not complained:  # once per trouble, not once a second
+                    _log.warning("the key directory does not load; the live key ring stays",
+                                 extra={"event": "keys_not_reloaded",
+                                        "error_type": type(exc).__name__})
+                complained = True

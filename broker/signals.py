@@ -2,7 +2,9 @@
 
 A signal is validated against the live pack's category, sealed under its
 own data key, made findable through blind-index tokens, and recorded in the
-audit log in the same transaction. Erasure destroys the data key.
+audit log in the same transaction. Erasure destroys the data key. A read or
+erasure of another organisation's signal (or of one that does not exist) is
+404 and an audited denial (SECURITY.md row 17).
 """
 
 from __future__ import annotations
@@ -10,6 +12,7 @@ from __future__ import annotations
 import base64
 import binascii
 import json
+import re
 import secrets
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -41,10 +44,49 @@ _ALLOWED = {
     "address": {"bag_id"},
 }
 _FUTURE_SLACK = timedelta(days=1)
+_SIGNAL_ID = re.compile(r"sig_[a-z2-7]{24}")
 
 
 def new_signal_id() -> str:
     return "sig_" + base64.b32encode(secrets.token_bytes(15)).decode().lower()
+
+
+def denied(
+    runtime: Runtime,
+    actor: Actor,
+    org: str,
+    signal_id: str,
+    *,
+    request: str,
+    request_id: str | None,
+) -> NotFound:
+    """The 404 for a signal id that is not one of `org`'s live signals, after auditing the
+    denial when the id is not `org`'s at all.
+
+    Whether the signal belongs to another organisation or never existed, the entry and the
+    answer are the same, so neither tells the caller (who may read its own entries) which.
+    The organisation's own erased signals are 404 without an entry: they are nobody
+    else's. An id not shaped like a signal id names no signal and is not logged: it is
+    caller input that could carry anything."""
+    if _SIGNAL_ID.fullmatch(signal_id) and not _ever_owned(runtime, org, signal_id):
+        draft = {
+            "action": "refusal",
+            "outcome": "refused",
+            "reason": "unknown_signal",
+            "actor": actor.as_entry(),
+            "request_id": request_id,
+            "objects": {"request": request, "signal_id": signal_id},
+        }
+        runtime.audit.record(draft)
+    return NotFound("No such signal.")
+
+
+def _ever_owned(runtime: Runtime, org: str, signal_id: str) -> bool:
+    with runtime.engine.connect() as conn:
+        row = conn.execute(
+            select(SIGNAL.c.id).where(SIGNAL.c.id == signal_id, SIGNAL.c.source == org)
+        ).first()
+    return row is not None
 
 
 @dataclass(frozen=True)
@@ -313,8 +355,10 @@ def _readable(keys: KeyRing, row: Any) -> dict[str, Any]:
     )
 
 
-def get_signal(runtime: Runtime, org: str, signal_id: str) -> dict[str, Any]:
-    """One of the caller's own organisation's signals, in full; 404 for any other."""
+def get_signal(
+    runtime: Runtime, actor: Actor, org: str, signal_id: str, *, request_id: str | None
+) -> dict[str, Any]:
+    """One of the caller's own organisation's signals, in full; 404 (audited) for any other."""
     with runtime.engine.connect() as conn:
         row = conn.execute(
             select(SIGNAL).where(
@@ -322,7 +366,7 @@ def get_signal(runtime: Runtime, org: str, signal_id: str) -> dict[str, Any]:
             )
         ).first()
     if row is None:
-        raise NotFound("No such signal.")
+        raise denied(runtime, actor, org, signal_id, request="signal_read", request_id=request_id)
     return _readable(runtime.keys, row)
 
 
@@ -388,7 +432,8 @@ def erase_signal(
     action: str = "signal_erased",
     reason: str | None = "retracted",
 ) -> None:
-    """Destroy a signal's data key and index tokens (crypto-shredding), audited."""
+    """Destroy a signal's data key and index tokens (crypto-shredding), audited; 404
+    (audited) unless it is one of `org`'s live signals."""
     with runtime.engine.connect() as conn:
         row = conn.execute(
             select(SIGNAL.c.id, SIGNAL.c.category, SIGNAL.c.legal_basis).where(
@@ -396,7 +441,7 @@ def erase_signal(
             )
         ).first()
     if row is None:
-        raise NotFound("No such signal.")
+        raise denied(runtime, actor, org, signal_id, request="signal_erase", request_id=request_id)
 
     def work(conn: Connection) -> None:
         changed = conn.execute(

@@ -11,7 +11,17 @@ config = context.config
 
 
 def _run(connection: Connection) -> None:
-    context.configure(connection=connection, render_as_batch=True, compare_type=True)
+    # One transaction for the whole run, on SQLite too: alembic assumes SQLite cannot
+    # roll back DDL and would commit each migration on its own, so a downgrade refused
+    # half-way (0002 while the log holds entries) would keep what the later ones undid.
+    # SQLite's DDL is transactional, and our engine issues BEGIN itself (broker.db).
+    context.configure(
+        connection=connection,
+        render_as_batch=True,
+        compare_type=True,
+        transactional_ddl=True,
+        transaction_per_migration=False,
+    )
     with context.begin_transaction():
         context.run_migrations()
 

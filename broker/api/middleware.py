@@ -14,7 +14,7 @@ from typing import Any
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from broker.api.problems import problem_bytes
-from broker.errors import BrokerError, HeaderTooLarge, PayloadTooLarge
+from broker.errors import BadRequest, BrokerError, HeaderTooLarge, PayloadTooLarge
 
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
@@ -23,6 +23,23 @@ Send = Callable[[Message], Awaitable[None]]
 ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 
 _REQUEST_ID = re.compile(rb"^[A-Za-z0-9._:-]{1,128}$")
+
+
+_NUL_TEXT = "The request path or query string contains a NUL character."
+
+
+def _has_nul(scope: Scope) -> bool:
+    """Whether the path or query string carries a NUL, raw or percent-encoded.
+
+    PostgreSQL refuses NUL in text, so a NUL reaching a query is a 500 there (where
+    SQLite stores it); no identifier or parameter of the API may hold one.
+    """
+    raw_path: bytes = scope.get("raw_path") or scope["path"].encode("utf-8", "surrogateescape")
+    query: bytes = scope.get("query_string", b"")
+    return (
+        "\x00" in scope["path"]
+        or any(b"\x00" in part or b"%00" in part for part in (raw_path, query))
+    )
 
 
 def new_request_id() -> str:
@@ -37,7 +54,8 @@ class _BodyTooLarge(StarletteHTTPException):
 
 
 class RequestGuard:
-    """Assigns `X-Request-Id`, caps header and body sizes (431, 413) and stamps every answer."""
+    """Assigns `X-Request-Id`, caps header and body sizes (431, 413), refuses a NUL in the
+    path or query string (400) before routing, and stamps every answer."""
 
     def __init__(self, app: ASGIApp, *, max_body_bytes: int, max_header_bytes: int) -> None:
         self.app = app
@@ -53,6 +71,9 @@ class RequestGuard:
             await self._refuse(scope, send, HeaderTooLarge(), request_id)
             return
         scope.setdefault("state", {})["request_id"] = request_id
+        if _has_nul(scope):
+            await self._refuse(scope, send, BadRequest(_NUL_TEXT), request_id)
+            return
         if declared_length is not None and (
             not declared_length.isdigit() or int(declared_length) > self.max_body_bytes
         ):

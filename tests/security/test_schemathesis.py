@@ -8,8 +8,9 @@ signal, then read or retract it). Every
 answer also passes the suite's leak check. Bounded for CI: `BROKER_SCHEMATHESIS_EXAMPLES`
 cases per operation and mode (default 10), derandomised so a failure replays.
 
-The document is used as served, plus one thing it lacks today: the bearer security
-scheme on protected operations, without which `ignored_auth` has nothing to check.
+The document is used as served: it declares the bearer scheme on protected operations
+(which `ignored_auth` needs) and the optional `X-Acting-User` header where a system
+client must name the acting person, so schemathesis also tries that header.
 """
 
 from __future__ import annotations
@@ -29,7 +30,7 @@ from schemathesis import GenerationMode
 from schemathesis.checks import not_a_server_error
 from schemathesis.specs.openapi.checks import ignored_auth, negative_data_rejection
 
-from tests.security.conftest import Exchange, allowed_roles, first_role
+from tests.security.conftest import Exchange, first_role
 
 Headers = Callable[..., dict[str, str]]
 EXAMPLES = int(os.environ.get("BROKER_SCHEMATHESIS_EXAMPLES", "10"))
@@ -53,15 +54,21 @@ def settings(examples: int) -> hypothesis.settings:
     )
 
 
-def secured(document: dict[str, Any]) -> dict[str, Any]:
-    """The document with the bearer scheme declared on every operation that needs a token."""
+def without_caller_headers(document: dict[str, Any]) -> dict[str, Any]:
+    """The document without what the fixture's own headers always send: the bearer scheme
+    and `X-Acting-User`. (Negative cases there would be a dropped or mangled header, which
+    the fixture's header then puts back, so the request would not be negative at all.)"""
     document = copy.deepcopy(document)
-    schemes = document.setdefault("components", {}).setdefault("securitySchemes", {})
-    schemes["bearer"] = {"type": "http", "scheme": "bearer", "bearerFormat": "JWT"}
-    for path, operations in document["paths"].items():
-        for method, operation in operations.items():
-            if allowed_roles(method, path) is not None:
-                operation.setdefault("security", [{"bearer": []}])
+    document.get("components", {}).pop("securitySchemes", None)
+    for operations in document["paths"].values():
+        for operation in operations.values():
+            operation.pop("security", None)
+            parameters = [p for p in operation.get("parameters", [])
+                          if p["name"] != "X-Acting-User"]
+            if parameters:
+                operation["parameters"] = parameters
+            else:
+                operation.pop("parameters", None)
     return document
 
 
@@ -69,24 +76,24 @@ def label(operation: Any) -> tuple[str, str]:
     return operation.method.upper(), operation.path
 
 
-def load(api: TestClient, *, with_security: bool) -> Any:
+def load(api: TestClient, *, as_served: bool) -> Any:
     document = api.app.openapi()  # type: ignore[attr-defined]
-    loaded = schemathesis.openapi.from_dict(secured(document) if with_security else document)
+    loaded = schemathesis.openapi.from_dict(
+        copy.deepcopy(document) if as_served else without_caller_headers(document))
     loaded.app = api.app
     return loaded
 
 
 @pytest.fixture
 def schema(api: TestClient) -> Any:
-    """With the bearer scheme: positive cases, `ignored_auth`, the state machine."""
-    return load(api, with_security=True)
+    """As served: positive cases, `ignored_auth`, the state machine."""
+    return load(api, as_served=True)
 
 
 @pytest.fixture
 def plain_schema(api: TestClient) -> Any:
-    """As served: negative cases. (With the scheme declared, schemathesis would also count a
-    dropped Authorization header as negative data, which the fixture's own header puts back.)"""
-    return load(api, with_security=False)
+    """Without the caller's headers: negative cases."""
+    return load(api, as_served=False)
 
 
 @pytest.fixture
