@@ -14,7 +14,6 @@ from broker.api import observe, routers
 from broker.api.middleware import RequestGuard
 from broker.api.openapi import declare_security
 from broker.api.problems import install_problem_handlers
-from broker.rotation import KeyFollower
 from broker.runtime import Runtime
 from broker.settings import Settings, get_settings
 from broker.startup import open_runtime
@@ -32,13 +31,9 @@ def create_app(settings: Settings | None = None, *, runtime: Runtime | None = No
         # What start-up built (routes, models, the pack, SQLAlchemy's metadata) lives as
         # long as the process: out of the collector's way, full collections stay short.
         gc.freeze()
-        # A key rotation by another worker or the command line reaches this process too.
-        keys = KeyFollower(live)
-        keys.start()
         try:
             yield
         finally:
-            keys.stop()
             if runtime is None:
                 live.close()
 

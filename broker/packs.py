@@ -9,7 +9,6 @@ warning (SECURITY.md row 26); the live pack stays.
 from __future__ import annotations
 
 import logging
-import threading
 from pathlib import Path
 
 from sqlalchemy import Connection, select
@@ -18,6 +17,7 @@ from broker.actors import Actor, system_actor
 from broker.audit.store import AuditLog
 from broker.clock import utcnow
 from broker.errors import PackInvalid
+from broker.follower import Follower
 from broker.models import PolicyLoad, PolicyVersion
 from broker.policy.evaluate import CompiledPolicy
 from broker.policy.load import Pack, load_pack, load_pack_from_text
@@ -155,26 +155,18 @@ def follow_once(runtime: Runtime) -> bool:
     return True
 
 
-class PackFollower:
+class PackFollower(Follower):
     """Keeps every broker process on the newest recorded pack (a reload reaches one process)."""
 
+    name = "pack-follower"
+
     def __init__(self, runtime: Runtime, interval: float) -> None:
+        super().__init__(interval)
         self._runtime = runtime
-        self._interval = interval
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, name="pack-follower", daemon=True)
 
-    def start(self) -> None:
-        self._thread.start()
+    def step(self) -> None:
+        follow_once(self._runtime)
 
-    def stop(self) -> None:
-        self._stop.set()
-        if self._thread.is_alive():
-            self._thread.join(timeout=5)
-
-    def _run(self) -> None:
-        while not self._stop.wait(self._interval):
-            try:
-                follow_once(self._runtime)
-            except Exception:  # a database hiccup must not end the follower
-                _log.warning("could not check for a newer policy pack")
+    def trouble(self, error: Exception) -> None:
+        _log.warning("could not check for a newer policy pack",
+                     extra={"error_type": type(error).__name__})

@@ -10,11 +10,10 @@ once a second and swaps in the reloaded ring: request paths never touch the disk
 from __future__ import annotations
 
 import logging
-import threading
 from typing import Final
 
 from broker.actors import Actor
-from broker.errors import StartupError
+from broker.follower import Follower
 from broker.keys import ROTATABLE, KeyRing, load_key_ring, reload_if_changed, rotate_key
 from broker.runtime import Runtime
 
@@ -59,33 +58,24 @@ def follow_keys(runtime: Runtime) -> bool:
     return True
 
 
-class KeyFollower:
+class KeyFollower(Follower):
     """Keeps a broker process on the key directory's current ring (a rotation elsewhere
     reaches it within `interval` seconds)."""
 
+    name = "key-follower"
+
     def __init__(self, runtime: Runtime, interval: float = KEY_FOLLOW_SECONDS) -> None:
+        super().__init__(interval)
         self._runtime = runtime
-        self._interval = interval
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, name="key-follower", daemon=True)
+        self._complained = False
 
-    def start(self) -> None:
-        self._thread.start()
+    def step(self) -> None:
+        follow_keys(self._runtime)
+        self._complained = False
 
-    def stop(self) -> None:
-        self._stop.set()
-        if self._thread.is_alive():
-            self._thread.join(timeout=5)
-
-    def _run(self) -> None:
-        complained = False
-        while not self._stop.wait(self._interval):
-            try:
-                follow_keys(self._runtime)
-                complained = False
-            except (StartupError, OSError) as exc:
-                if not complained:  # once per trouble, not once a second
-                    _log.warning("the key directory does not load; the live key ring stays",
-                                 extra={"event": "keys_not_reloaded",
-                                        "error_type": type(exc).__name__})
-                complained = True
+    def trouble(self, error: Exception) -> None:
+        if not self._complained:  # once per trouble, not once a second
+            _log.warning("the key directory does not load; the live key ring stays",
+                         extra={"event": "keys_not_reloaded",
+                                "error_type": type(error).__name__})
+        self._complained = True

@@ -8,6 +8,7 @@ from broker.db import make_engine
 from broker.errors import PackInvalid, StartupError
 from broker.keys import load_key_ring
 from broker.policy.load import load_pack
+from broker.rotation import KeyFollower
 from broker.runtime import Runtime
 from broker.settings import Settings
 
@@ -44,7 +45,9 @@ def open_runtime(settings: Settings) -> Runtime:
     except BaseException:
         engine.dispose()
         raise
-    follower = packs.PackFollower(runtime, settings.policy_follow_seconds)
-    follower.start()
-    runtime.closers.append(follower.stop)
+    # A policy reload or a key rotation made through another process reaches this one.
+    for follower in (packs.PackFollower(runtime, settings.policy_follow_seconds),
+                     KeyFollower(runtime)):
+        follower.start()
+        runtime.closers.append(follower.stop)
     return runtime
