@@ -183,10 +183,6 @@ class ReidentificationOut(BaseModel):
     value: Any = Field(default=None, description="the clear value, given once when approved")
 
 
-class SubjectReportIn(Strict):
-    subject: SubjectQuery
-
-
 class ReportedItem(BaseModel):
     rule: str | None
     legal_basis: str

@@ -2,28 +2,50 @@
 
 The first answer is stored sealed (it may hold personal data) in the same
 transaction as the request's writes, so an acknowledged answer and its
-record can never part. The same key with another body is a 409.
+record can never part. The same key with another body is a 409. The body's
+fingerprint is kept only as a keyed hash: a body naming a BSN would otherwise
+leave an unkeyed hash of it in the database, which is brute-forced in minutes.
+
+Audited acts (disclosures, hits, area summaries, re-identification requests)
+answer with their entry's `audit_seq`, which exists only once the appender has
+numbered the entry, after the request's `work` ran. So the record holds the
+answer without it, plus a random `ref` that is also written into the entry's
+`objects` (as `idempotency_ref`) and a lower bound of its seq; a replay finds
+the entry again from there. Record and entry are written in one transaction:
+no replay without its entry, and no second entry for a retry.
 """
 
 from __future__ import annotations
 
 import hashlib
+import hmac
 import json
 import re
-from collections.abc import Callable
+import secrets
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Final
 
-from sqlalchemy import Connection, Engine, select
+from sqlalchemy import Connection, Engine, Table, select
+from sqlalchemy.exc import IntegrityError
 
+from broker.audit.entry import parse_json
+from broker.audit.tables import audit_entry, tree_size
 from broker.clock import utcnow
 from broker.errors import BadRequest, Conflict
 from broker.keys import KeyRing
 from broker.models import IdempotencyRecord
+from broker.runtime import Runtime
 from broker.sealing import Unreadable, seal, unseal
 
 RECORD = IdempotencyRecord.__table__  # type: ignore[attr-defined]
 _KEY = re.compile(r"^[\x21-\x7e]{1,200}$")
+MARK: Final = "idempotency_ref"
+"""The key, in an audit entry's `objects`, of the ref that ties it to its first answer."""
+_SCAN_PAGE: Final = 500
+_SCAN_PAGES: Final = 200
+"""How far past its lower bound a replay looks for the entry (an appender batch is far
+smaller; the bound is read just before the entry is handed to the appender)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -37,16 +59,22 @@ class IdempotentRequest:
     client_id: str
     key: str
     route: str
-    fingerprint: str
+    digest: bytes
+    """SHA-256 of route and body; kept in memory only, stored keyed (`fingerprint`)."""
 
     @property
     def aad(self) -> bytes:
         return f"idem|{self.client_id}|{self.key}".encode()
 
+    def fingerprint(self, keys: KeyRing) -> str:
+        """The stored request hash: HMAC under the (never rotated) blind-index key."""
+        material = keys.active("blind_index").material
+        return hmac.new(material, b"idempotency|" + self.digest, hashlib.sha256).hexdigest()
 
-def fingerprint(route: str, body: Any) -> str:
+
+def digest(route: str, body: Any) -> bytes:
     data = json.dumps(body, sort_keys=True, separators=(",", ":"), default=str)
-    return hashlib.sha256(f"{route}\n{data}".encode()).hexdigest()
+    return hashlib.sha256(f"{route}\n{data}".encode()).digest()
 
 
 def begin(client_id: str, key: str | None, route: str, body: Any) -> IdempotentRequest | None:
@@ -55,7 +83,7 @@ def begin(client_id: str, key: str | None, route: str, body: Any) -> IdempotentR
         return None
     if not _KEY.match(key):
         raise BadRequest("Idempotency-Key must be 1 to 200 visible ASCII characters.")
-    return IdempotentRequest(client_id, key, route, fingerprint(route, body))
+    return IdempotentRequest(client_id, key, route, digest(route, body))
 
 
 def replay(engine: Engine, keys: KeyRing, request: IdempotentRequest) -> Replay | None:
@@ -68,7 +96,8 @@ def replay(engine: Engine, keys: KeyRing, request: IdempotentRequest) -> Replay 
         ).first()
     if row is None:
         return None
-    if row.route != request.route or row.request_hash != request.fingerprint:
+    same = hmac.compare_digest(row.request_hash, request.fingerprint(keys))
+    if row.route != request.route or not same:
         raise Conflict("This Idempotency-Key was used with another request.")
     try:
         body = json.loads(
@@ -84,6 +113,7 @@ def remember(
 ) -> Callable[[Connection], None]:
     """A write that stores the first answer; run it inside the request's transaction."""
     sealed = seal(keys.active("master"), json.dumps(body).encode(), request.aad)
+    fingerprint = request.fingerprint(keys)
 
     def work(conn: Connection) -> None:
         conn.execute(
@@ -91,7 +121,7 @@ def remember(
                 client_id=request.client_id,
                 key=request.key,
                 route=request.route,
-                request_hash=request.fingerprint,
+                request_hash=fingerprint,
                 status_code=status_code,
                 key_version=sealed.key_version,
                 wrapped_key=sealed.wrapped_key,
@@ -101,3 +131,115 @@ def remember(
         )
 
     return work
+
+
+# --- Audited acts ---
+
+
+@dataclass(frozen=True, slots=True)
+class AuditedRequest:
+    """A creating request under an Idempotency-Key whose act is one audit entry."""
+
+    request: IdempotentRequest
+    org: str
+    ref: str
+
+
+def begin_audited(
+    client_id: str, org: str, key: str | None, route: str, body: Any
+) -> AuditedRequest | None:
+    """The idempotency context of an audited act, or None when it carries no key."""
+    request = begin(client_id, key, route, body)
+    if request is None:
+        return None
+    return AuditedRequest(request, org, "idr_" + secrets.token_hex(12))
+
+
+def replay_audited(
+    engine: Engine, keys: KeyRing, audited: AuditedRequest
+) -> dict[str, Any] | None:
+    """The first answer to this key with its `audit_seq`, None if there is none; 409 if the
+    body differs, or if the first answer's entry cannot be found (the log was tampered)."""
+    earlier = replay(engine, keys, audited.request)
+    if earlier is None:
+        return None
+    stored = earlier.body
+    try:
+        answer, after, ref = dict(stored["answer"]), int(stored["after"]), str(stored["ref"])
+    except (TypeError, KeyError, ValueError):
+        raise Conflict("This Idempotency-Key was used with another request.") from None
+    seq = marked_seq(engine, audited.org, after, ref)
+    if seq is None:
+        raise Conflict("The audit entry of the first answer to this Idempotency-Key is "
+                       "missing; run `broker audit verify`.")
+    return {**answer, "audit_seq": seq}
+
+
+def marked_seq(engine: Engine, org: str, after: int, ref: str) -> int | None:
+    """The seq of the entry of `org` at or after `after` whose objects carry `ref`."""
+    needle, start = ref.encode(), after
+    with engine.connect() as conn:
+        for _ in range(_SCAN_PAGES):
+            rows = conn.execute(
+                select(audit_entry.c.seq, audit_entry.c.bytes)
+                .where(audit_entry.c.org == org, audit_entry.c.seq >= start)
+                .order_by(audit_entry.c.seq).limit(_SCAN_PAGE)
+            ).all()
+            for seq, data in rows:
+                if needle in bytes(data) and _marked(bytes(data), ref):
+                    return int(seq)
+            if len(rows) < _SCAN_PAGE:
+                return None
+            start = int(rows[-1][0]) + 1
+    return None
+
+
+def _marked(data: bytes, ref: str) -> bool:
+    try:
+        return bool(parse_json(data)["objects"].get(MARK) == ref)
+    except (ValueError, KeyError, TypeError, AttributeError):
+        return False
+
+
+def record_audited(
+    runtime: Runtime,
+    audited: AuditedRequest,
+    draft: Mapping[str, Any],
+    answer: Mapping[str, Any],
+    *,
+    status_code: int,
+    work: Callable[[Connection], object] | None = None,
+    rows: Sequence[tuple[Table, Sequence[Mapping[str, Any]]]] = (),
+    subjects: Sequence[bytes] = (),
+) -> dict[str, Any]:
+    """Record the act's entry, run its `work`, insert its `rows` and store its first answer
+    (`answer` without `audit_seq`), all in the entry's transaction; return the answer with
+    its `audit_seq`. Blocks: call it from a thread.
+
+    Everything runs as the unit's `work`, in a savepoint: a concurrent retry with the same
+    key that won the race makes the record's insert fail with nothing of this request
+    written (and no other request of the batch harmed, as a failing plain row would), and
+    its answer is then the one given.
+    """
+    with runtime.engine.connect() as conn:
+        after = tree_size(conn)  # the entry's seq can only be higher
+    store = remember(runtime.keys, audited.request, status_code,
+                     {"answer": dict(answer), "after": after, "ref": audited.ref})
+
+    def both(conn: Connection) -> None:
+        if work is not None:
+            work(conn)
+        for table, values in rows:
+            if values:
+                conn.execute(table.insert(), list(values))
+        store(conn)
+
+    marked = {**draft, "objects": {**(draft.get("objects") or {}), MARK: audited.ref}}
+    try:
+        recorded = runtime.audit.record(marked, work=both, subjects=subjects)
+    except IntegrityError:
+        earlier = replay_audited(runtime.engine, runtime.keys, audited)
+        if earlier is None:
+            raise
+        return earlier
+    return {**answer, "audit_seq": recorded.seq}

@@ -10,13 +10,17 @@ audit log (they may hold personal data).
 from __future__ import annotations
 
 import base64
+import binascii
 import json
 import secrets
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
+from datetime import datetime
+from typing import Any, Final
 
-from sqlalchemy import Connection, Row, select, update
+from sqlalchemy import Connection, Row, and_, or_, select, update
 
+from broker import idempotency
 from broker.actors import Actor, person_tag
 from broker.candidates import Candidate, payload_of, signal_subject_token
 from broker.clock import as_utc, rfc3339, utcnow
@@ -32,6 +36,7 @@ from broker.transforms import flatten_signal
 
 SIGNAL = Signal.__table__  # type: ignore[attr-defined]
 TABLE = reidentification
+CURSOR_PREFIX: Final = "r1|"
 
 
 class SignalErased(Conflict):
@@ -60,26 +65,34 @@ def _aad(request_id: str) -> bytes:
     return f"reidentification|{request_id}".encode()
 
 
-def _texts(keys: KeyRing, row: Row[Any]) -> dict[str, str]:
+def _texts(keys: KeyRing, row: Mapping[Any, Any]) -> dict[str, str]:
     try:
-        plain = unseal(keys, row.key_version, row.wrapped_key, row.ciphertext, _aad(row.id))
+        plain = unseal(keys, row["key_version"], row["wrapped_key"], row["ciphertext"],
+                       _aad(row["id"]))
     except Unreadable:
         return {}
     texts: dict[str, str] = json.loads(plain)
     return texts
 
 
+def _time(moment: datetime | None) -> str | None:
+    return rfc3339(as_utc(moment)) if moment is not None else None
+
+
+def _shape(row: Mapping[Any, Any], texts: Mapping[str, str]) -> dict[str, Any]:
+    return {
+        "id": row["id"], "status": row["status"], "disclosure_id": row["disclosure_id"],
+        "ref": row["ref"], "field": row["path"], "purpose": row["purpose"], "org": row["org"],
+        "justification": texts.get("justification"), "reason": texts.get("reason"),
+        "created_at": _time(row["created_at"]),
+        "decided_at": _time(row.get("decided_at")),
+        "revealed_at": _time(row.get("revealed_at")),
+    }
+
+
 def view(keys: KeyRing, row: Row[Any], *, audit_seq: int | None = None) -> dict[str, Any]:
     """A request as the API shows it (never the value: that is added once, on reveal)."""
-    texts = _texts(keys, row)
-    out: dict[str, Any] = {
-        "id": row.id, "status": row.status, "disclosure_id": row.disclosure_id,
-        "ref": row.ref, "field": row.path, "purpose": row.purpose, "org": row.org,
-        "justification": texts.get("justification"), "reason": texts.get("reason"),
-        "created_at": rfc3339(as_utc(row.created_at)),
-        "decided_at": rfc3339(as_utc(row.decided_at)) if row.decided_at else None,
-        "revealed_at": rfc3339(as_utc(row.revealed_at)) if row.revealed_at else None,
-    }
+    out = _shape(row._mapping, _texts(keys, row._mapping))
     if audit_seq is not None:
         out["audit_seq"] = audit_seq
     return out
@@ -118,8 +131,17 @@ def _asker(person: Person, purpose: str) -> Asker:
     return Asker(person.actor, person.client_id, person.org, purpose, None, person.request_id)
 
 
-def request(runtime: Runtime, person: Person, body: ReidentificationIn) -> dict[str, Any]:
-    """Ask to re-identify one field the caller's organisation got pseudonymised."""
+def request(
+    runtime: Runtime, person: Person, body: ReidentificationIn, key: str | None = None
+) -> dict[str, Any]:
+    """Ask to re-identify one field the caller's organisation got pseudonymised. A retry
+    under the same `Idempotency-Key` gets the first answer, and no second request exists."""
+    once = idempotency.begin_audited(person.client_id, person.org, key,
+                                     "reidentifications.create", body.model_dump(mode="json"))
+    if once is not None:
+        earlier = idempotency.replay_audited(runtime.engine, runtime.keys, once)
+        if earlier is not None:
+            return earlier
     with runtime.engine.connect() as conn:
         given = conn.execute(
             select(disclosure_pseudonym).where(
@@ -155,8 +177,14 @@ def request(runtime: Runtime, person: Person, body: ReidentificationIn) -> dict[
                   items=[_item(runtime.keys, signal, payload, row.rule, {})],
                   objects={"reidentification": new_id, "disclosure_id": row.disclosure_id,
                            "field": row.path})
-    recorded = runtime.audit.record(
-        entry, work=lambda conn: conn.execute(TABLE.insert().values(**values)))
+    def store(conn: Connection) -> None:
+        conn.execute(TABLE.insert().values(**values))
+
+    if once is not None:
+        answer = {**_shape(values, {"justification": body.justification}), "audit_seq": None}
+        return idempotency.record_audited(runtime, once, entry, answer, status_code=202,
+                                          work=store)
+    recorded = runtime.audit.record(entry, work=store)
     stored = _load(runtime, new_id)
     assert stored is not None  # noqa: S101 - written in the transaction just committed
     return view(runtime.keys, stored, audit_seq=recorded.seq)
@@ -187,7 +215,7 @@ def decide(runtime: Runtime, person: Person, request_id: str, body: DecisionIn) 
         raise Forbidden("The requester may not decide its own re-identification request.")
     if row.status != "pending":
         raise Conflict("This request has already been decided.")
-    texts = {**_texts(runtime.keys, row), "reason": body.reason}
+    texts = {**_texts(runtime.keys, row._mapping), "reason": body.reason}
     sealed = seal(runtime.keys.active("master"), json.dumps(texts).encode(), _aad(row.id))
     status = "approved" if body.approve else "refused"
 
@@ -264,3 +292,67 @@ def _reveal(runtime: Runtime, person: Person, row: Row[Any]) -> dict[str, Any]:
     answer = view(runtime.keys, row, audit_seq=recorded.seq)
     answer.update(status="approved", value=value)
     return answer
+
+
+# --- The privacy officer's queue ---
+
+
+def _encode_cursor(created_at: datetime, request_id: str) -> str:
+    raw = f"{CURSOR_PREFIX}{as_utc(created_at).isoformat()}|{request_id}".encode()
+    return base64.urlsafe_b64encode(raw).rstrip(b"=").decode()
+
+
+def decode_cursor(cursor: str) -> tuple[datetime, str]:
+    """(requested at, id) a cursor continues after; 422 for anything not our cursor."""
+    try:
+        raw = base64.urlsafe_b64decode(cursor.encode("ascii") + b"==").decode("ascii")
+        if not raw.startswith(CURSOR_PREFIX):
+            raise ValueError(raw)
+        moment, request_id = raw.removeprefix(CURSOR_PREFIX).split("|", 1)
+        return as_utc(datetime.fromisoformat(moment)), request_id
+    except (ValueError, binascii.Error, UnicodeError):
+        raise ValidationFailed(
+            "The request is not valid; see `errors`.",
+            errors=[FieldProblem(("query", "cursor"), "not a cursor of this list")],
+        ) from None
+
+
+def list_requests(
+    runtime: Runtime, *, status: str | None = None, limit: int = 100, cursor: str | None = None
+) -> tuple[list[dict[str, Any]], str | None]:
+    """Requests newest first, optionally of one status, in pages of `limit` after an opaque
+    cursor. Each as `view` shows it (the justification unsealed, never a value), with
+    `requested_at` and the requester's `client_id` and the `rule`: for privacy officers."""
+    query = select(TABLE)
+    if status is not None:
+        query = query.where(TABLE.c.status == status)
+    if cursor:
+        moment, last = decode_cursor(cursor)
+        query = query.where(or_(TABLE.c.created_at < moment,
+                                and_(TABLE.c.created_at == moment, TABLE.c.id < last)))
+    query = query.order_by(TABLE.c.created_at.desc(), TABLE.c.id.desc()).limit(limit + 1)
+    with runtime.engine.connect() as conn:
+        rows = conn.execute(query).all()
+    page = rows[:limit]
+    items = [{**view(runtime.keys, row), "requested_at": _time(row.created_at),
+              "client_id": row.client_id, "rule": row.rule} for row in page]
+    more = len(rows) > limit
+    return items, _encode_cursor(page[-1].created_at, page[-1].id) if more else None
+
+
+def officer_list(
+    runtime: Runtime, person: Person, *, status: str | None, limit: int, cursor: str | None
+) -> tuple[list[dict[str, Any]], str | None]:
+    """`list_requests` for a privacy officer through the API; the read is recorded first
+    (`audit_read`), as the officer's pages record theirs: justifications may name people."""
+    if cursor:
+        decode_cursor(cursor)  # a bad cursor is a 422 before anything is recorded
+    runtime.audit.record({
+        "action": "audit_read",
+        "outcome": "granted",
+        "reason": None,
+        "actor": person.actor.as_entry(),
+        "request_id": person.request_id,
+        "objects": {"read": "reidentifications", **({"status": status} if status else {})},
+    })
+    return list_requests(runtime, status=status, limit=limit, cursor=cursor)

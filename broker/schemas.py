@@ -2,14 +2,44 @@
 
 from __future__ import annotations
 
+import re
 from datetime import date
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Final, Literal
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, StrictInt, StringConstraints
+from pydantic import (
+    AwareDatetime,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    StrictInt,
+    StringConstraints,
+    model_validator,
+)
+
+from broker.disclosure_schemas import AddressQuery, SubjectQuery
 
 Ident = Annotated[str, StringConstraints(pattern=r"^[a-z0-9]+(-[a-z0-9]+)*$", max_length=64)]
 ShortText = Annotated[str, StringConstraints(min_length=1, max_length=200)]
 SubjectType = Literal["person", "company", "address", "vehicle"]
+
+_RFC3339: Final = re.compile(
+    r"\d{4}-\d{2}-\d{2}[Tt]\d{2}:\d{2}:\d{2}(\.\d{1,9})?([Zz]|[+-]\d{2}:\d{2})", re.ASCII
+)
+
+
+def _rfc3339_text(value: object) -> object:
+    """Let only RFC 3339 date-time text with an offset through to the datetime parser, which
+    on its own also takes a bare number (as Unix time), a date, or a time without offset."""
+    if isinstance(value, str) and _RFC3339.fullmatch(value):
+        return value
+    if isinstance(value, str) and _RFC3339.fullmatch(value.replace(" ", "+")):
+        raise ValueError("an offset's `+` must be sent as %2B in a query string")
+    raise ValueError("must be an RFC 3339 date-time with offset, like 2026-11-20T09:00:00+01:00")
+
+
+Rfc3339DateTime = Annotated[AwareDatetime, BeforeValidator(_rfc3339_text)]
+"""A time as API.md wants it everywhere: RFC 3339 with offset (`Z` or `+01:00`); else 422."""
 
 
 class Strict(BaseModel):
@@ -150,3 +180,46 @@ class HealthOut(BaseModel):
 class ReadyOut(BaseModel):
     status: str
     checks: dict[str, bool]
+
+
+class SubjectReportQuery(Strict):
+    """Whose access report: exactly one of `subject` (one identifier) or `address` (for an
+    address without BAG id: postcode, house number, letter, addition)."""
+
+    subject: SubjectQuery | None = None
+    address: AddressQuery | None = None
+
+    @model_validator(mode="after")
+    def _exactly_one(self) -> SubjectReportQuery:
+        if (self.subject is None) == (self.address is None):
+            raise ValueError("name exactly one of subject or address")
+        return self
+
+    def query(self) -> SubjectQuery | AddressQuery:
+        """The one subject asked about."""
+        found = self.subject if self.subject is not None else self.address
+        if found is None:
+            raise ValueError("no subject")  # unreachable after validation
+        return found
+
+
+class ReidentificationListed(BaseModel):
+    """A re-identification request in the privacy officer's list (never its value)."""
+
+    id: str
+    status: Literal["pending", "approved", "refused", "revealed"]
+    requested_at: str
+    org: str = Field(description="the requesting organisation")
+    purpose: str
+    disclosure_id: str
+    ref: str
+    field: str
+    justification: str | None = Field(description="null when it can no longer be unsealed")
+    reason: str | None = None
+    decided_at: str | None = None
+    revealed_at: str | None = None
+
+
+class ReidentificationPage(BaseModel):
+    items: list[ReidentificationListed]
+    next_cursor: str | None

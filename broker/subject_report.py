@@ -1,11 +1,14 @@
 """The data subject's access report: every disclosure, hit and re-identification that
 concerned one subject, found through the audit log's subject side index.
 
-The subject is named by an identifier (normalised as intake does) and found by its
-blind-index token; each entry's items are narrowed to those tagged with this subject's
-per-entry tag, so the report never shows what other people's signals released. It gives
-time, recipient organisation, purpose, legal basis, rule and fields with their transforms;
-never an employee, a client or a case reference (SECURITY.md "Audit fields").
+The subject is named by an identifier (bsn, kvk, plate, bag_id) or, for an address without
+a BAG id, by its postcode, house number, letter and addition, normalised as intake does,
+and found by its blind-index token (an address signal without a BAG id is tagged with its
+address's token, `broker.candidates.signal_subject_token`). Each entry's items are narrowed
+to those tagged with this subject's per-entry tag, so the report never shows what other
+people's signals released. It gives time, recipient organisation, purpose, legal basis,
+rule and fields with their transforms; never an employee, a client or a case reference
+(SECURITY.md "Audit fields").
 
 Entries whose `confidential_until` lies in the future are left out. The answer goes to a
 privacy officer, not to the subject: it carries `withheld`, the number left out, so the
@@ -24,8 +27,8 @@ from sqlalchemy import Connection, select
 from broker.actors import Actor
 from broker.audit.entry import parse_json, subject_tag
 from broker.audit.tables import audit_entry, audit_subject, audit_subject_entry, chunks
-from broker.candidates import subject_token
-from broker.disclosure_schemas import SubjectQuery
+from broker.candidates import address_token, subject_token
+from broker.disclosure_schemas import AddressQuery, SubjectQuery
 from broker.policy.evaluate import COVENANT_TIMEZONE
 from broker.runtime import Runtime
 
@@ -99,13 +102,21 @@ def build_report(rows: Sequence[tuple[int, bytes]], subject_key: bytes, today: d
     return reported, withheld
 
 
+def subject_of(runtime: Runtime, query: SubjectQuery | AddressQuery) -> tuple[str, bytes]:
+    """(subject type, blind-index token) of the subject asked about; 422 when malformed."""
+    if isinstance(query, AddressQuery):
+        return "address", address_token(runtime.keys, query, ("body", "address"))
+    return query.identifier()[0], subject_token(runtime.keys, query, ("body", "subject"))
+
+
 def subject_report(
-    runtime: Runtime, actor: Actor, query: SubjectQuery, *, request_id: str | None
+    runtime: Runtime, actor: Actor, query: SubjectQuery | AddressQuery, *,
+    request_id: str | None,
 ) -> dict[str, Any]:
-    """The access report of one subject; the look-up itself is audited first (`audit_read`,
-    tagged with the subject, so the officer's search is accountable too)."""
-    token = subject_token(runtime.keys, query, ("body", "subject"))
-    kind = query.identifier()[0]
+    """The access report of one subject (an identifier, or an address without BAG id); the
+    look-up itself is audited first (`audit_read`, tagged with the subject, so the officer's
+    search is accountable too)."""
+    kind, token = subject_of(runtime, query)
     runtime.audit.record(
         {
             "action": "audit_read",

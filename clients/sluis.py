@@ -1936,6 +1936,20 @@ def cmd_reid_decide(s: Session) -> int:
     return EXIT_OK
 
 
+def cmd_reid_list(s: Session) -> int:
+    data = s.pages("/v1/reidentifications", {"status": s.args.status})
+    if s.out.as_json:
+        s.out.json(data)
+        return EXIT_OK
+    rows = [[i.get("id"), i.get("status"), i.get("requested_at"), i.get("org"),
+             i.get("purpose"), i.get("field"), i.get("justification")] for i in data["items"]]
+    s.out.table(["id", "status", "requested", "org", "purpose", "field", "justification"],
+                rows, "no re-identification requests")
+    if data["next_cursor"]:
+        s.out.text(f"more: --cursor {data['next_cursor']} (or --all)")
+    return EXIT_OK
+
+
 def cmd_reid_fetch(s: Session) -> int:
     data = s.broker.get(f"/v1/reidentifications/{_path_segment(s.args.id)}")
     _print_reidentification(s, data)
@@ -1964,9 +1978,12 @@ def cmd_audit_entries(s: Session) -> int:
     return EXIT_OK
 
 
-def _fetch_entry(s: Session, seq: int) -> tuple[dict[str, Any], bytes]:
-    """An entry and its canonical bytes; CheckFailed if the leaf hash does not match them."""
+def _fetch_entry(s: Session, seq: int) -> tuple[dict[str, Any], bytes | None]:
+    """An entry and its canonical bytes (None when the broker shows it to you `redacted`:
+    parts withheld, and so no bytes); CheckFailed if the leaf hash does not match them."""
     data = s.broker.get(f"/v1/audit/entries/{seq}")
+    if data.get("redacted"):
+        return data, None
     entry_bytes = b64decode(data.get("entry_b64", ""), "entry_b64")
     if hash_b64(data.get("leaf_hash"), "leaf_hash") != leaf_hash(entry_bytes):
         raise CheckFailed(f"the leaf hash the broker gives for entry {seq} does not match the "
@@ -1974,14 +1991,22 @@ def _fetch_entry(s: Session, seq: int) -> tuple[dict[str, Any], bytes]:
     return data, entry_bytes
 
 
+REDACTED_NOTE = ("redacted: the broker withholds the parts of this entry your rules do not "
+                 "show you (and so its bytes and leaf hash); the privacy officer sees it whole")
+
+
 def cmd_audit_entry(s: Session) -> int:
-    data, _ = _fetch_entry(s, s.args.seq)
+    data, entry_bytes = _fetch_entry(s, s.args.seq)
     if s.out.as_json:
         s.out.json(data)
         return EXIT_OK
     s.out.text(f"audit entry {data['seq']}")
     s.out.text(render_pairs(flatten(data.get("entry") or {}), "  "))
-    s.out.text(f"  leaf hash  {data['leaf_hash']} (recomputed from the entry's bytes: matches)")
+    if entry_bytes is None:
+        s.out.text(f"  {REDACTED_NOTE}")
+    else:
+        s.out.text(f"  leaf hash  {data['leaf_hash']} (recomputed from the entry's bytes: "
+                   "matches)")
     return EXIT_OK
 
 
@@ -2233,6 +2258,8 @@ def cmd_audit_receipt(s: Session) -> int:
     keys = watch.keys()
     text = s.broker.call("GET", f"/v1/audit/entries/{seq}/receipt",
                          headers={"Accept": "text/plain"}).text()
+    if entry_bytes is None:
+        return _redacted_receipt(s, seq, text)
     checkpoint = check_receipt(text, entry_bytes, keys, seq)
     consistent, what = watch.compare(checkpoint, None)
     if s.args.save:
@@ -2255,6 +2282,24 @@ def cmd_audit_receipt(s: Session) -> int:
                        f"{s.args.save}.entry; check them later with "
                        f"`sluis audit check-receipt {s.args.save}`")
     return EXIT_OK if consistent else EXIT_FAILED
+
+
+def _redacted_receipt(s: Session, seq: int, text: str) -> int:
+    """A receipt of an entry shown to you redacted: kept if asked, but its inclusion proof
+    cannot be checked without the entry's bytes, so the check is not passed (exit 1)."""
+    if s.args.save:
+        target = Path(s.args.save).expanduser()
+        try:
+            target.write_text(text, encoding="utf-8")
+        except OSError as exc:
+            raise SluisError(f"cannot save the receipt to {target}: {exc}") from None
+    if s.out.as_json:
+        s.out.json({"seq": seq, "receipt": text, "inclusion_ok": None, "redacted": True})
+    else:
+        s.out.text(f"entry {seq}: {REDACTED_NOTE}")
+        s.out.text("its receipt cannot be checked here without the entry's bytes; the privacy "
+                   "officer can check it" + (f" (saved to {s.args.save})" if s.args.save else ""))
+    return EXIT_FAILED
 
 
 def check_receipt(
@@ -2293,10 +2338,17 @@ def cmd_audit_check_receipt(s: Session) -> int:
 
 
 def cmd_audit_report(s: Session) -> int:
-    subject = _subject_from_flags(s.args)
-    if not subject:
-        raise UsageError("name the subject: --bsn, --kvk, --plate or --bag-id")
-    data = s.broker.post("/v1/audit/subject-report", {"subject": subject})
+    a = s.args
+    if (a.house_letter or a.addition) and not a.address:
+        raise UsageError("--house-letter and --addition go with --address")
+    subject = _subject_from_flags(a)
+    if subject:
+        body: dict[str, Any] = {"subject": subject}
+    elif a.address:
+        body = {"address": _disclosure_query(a)["address"]}
+    else:
+        raise UsageError("name the subject: --bsn, --kvk, --plate, --bag-id or --address")
+    data = s.broker.post("/v1/audit/subject-report", body)
     if s.out.as_json:
         s.out.json(data)
         return EXIT_OK
@@ -2567,7 +2619,7 @@ def _add_request_commands(c: _Commands) -> None:
                  examples="  sluis area 3072 --purpose ondermijningsbeeld")
     area.add_argument("postcode", help="1234 or 1234AB")
     _purpose_flags(area)
-    reid = c.group("reid", "re-identification: request, decide, fetch")
+    reid = c.group("reid", "re-identification: request, decide, fetch, list")
     request = c.add(reid, "request", cmd_reid_request,
                     "ask to see the value behind a pseudonym you received",
                     examples="  sluis reid request --disclosure dsc_x --ref sg_y --field "
@@ -2586,6 +2638,14 @@ def _add_request_commands(c: _Commands) -> None:
     decide.add_argument("--reason", required=True)
     fetch = c.add(reid, "fetch", cmd_reid_fetch, "the status, and once approved the value")
     fetch.add_argument("id")
+    listed = c.add(reid, "list", cmd_reid_list,
+                   "privacy officer: re-identification requests, newest first",
+                   examples="  sluis reid list --status pending\n  sluis reid list --all --json")
+    listed.add_argument("--status", choices=["pending", "approved", "refused", "revealed"],
+                        help="only requests with this status (pending: awaiting a decision)")
+    listed.add_argument("--limit", type=_limit, default=100, help="items per page (1-1000)")
+    listed.add_argument("--cursor", help="continue from a previous page")
+    listed.add_argument("--all", action="store_true", help="fetch every page")
 
 
 def _add_audit_commands(c: _Commands) -> None:
@@ -2629,8 +2689,17 @@ def _add_audit_commands(c: _Commands) -> None:
     check.add_argument("--key", help="the checkpoint verifier key (default: remembered)")
     report = c.add(audit, "report", cmd_audit_report,
                    "a data subject's access report: who received what about them",
-                   examples="  sluis audit report --bsn 111222333")
-    _subject_flags(report, required=True)
+                   examples="  sluis audit report --bsn 111222333\n"
+                            "  sluis audit report --address 3072AB 14 --house-letter B")
+    who = report.add_mutually_exclusive_group(required=True)
+    for flag, text in (("--bsn", "a person's BSN"), ("--kvk", "a company's KvK number"),
+                       ("--plate", "a vehicle's licence plate"),
+                       ("--bag-id", "an address's BAG id")):
+        who.add_argument(flag, help=text)
+    who.add_argument("--address", nargs=2, metavar=("POSTCODE", "NUMBER"),
+                     help="an address without BAG id")
+    report.add_argument("--house-letter", help="with --address")
+    report.add_argument("--addition", help="with --address")
     remembered = c.add(audit, "remembered", cmd_audit_remembered,
                        "the checkpoint this client remembers for the broker")
     remembered.add_argument("--forget", action="store_true",

@@ -1,8 +1,11 @@
 """The audit log's API: entries, receipts, checkpoints, proofs, live verification, export.
 
-Privacy officers see every entry; other partner clients see the entries of their own
-organisation's acts and those whose items are their own signals. Admin-only clients
-see none (they may not read disclosures). Every read through a token is itself recorded
+Privacy officers see every entry whole; other partner clients see the entries of their own
+organisation's acts and those whose items are their own signals, trimmed to what their
+rules let them know (`broker.audit.partner_view`: a source sees only its own signals'
+items, a requester no source its rule hides; a trimmed entry is `redacted` and comes without
+its canonical bytes and leaf hash). Admin-only clients see none (they may not read
+disclosures). Every read through a token is itself recorded
 (`audit_read`) before the answer leaves; the checkpoint key is public. Only the privacy
 officer verifies and exports. (The data subject's report is `broker.api.subject_report`.)
 """
@@ -13,7 +16,7 @@ from typing import Annotated, Any, Final, get_args
 
 from fastapi import APIRouter, Depends, Path, Query
 from fastapi.responses import PlainTextResponse, StreamingResponse
-from pydantic import AwareDatetime, BaseModel, Field
+from pydantic import BaseModel, Field
 
 from broker.actors import client_actor
 from broker.api.deps import RequestIdDep, RuntimeDep
@@ -22,6 +25,7 @@ from broker.audit import service
 from broker.audit.entry import MAX_SAFE_INTEGER, Action
 from broker.auth.deps import Caller, CallerDep, require
 from broker.runtime import Runtime
+from broker.schemas import Rfc3339DateTime
 
 router = APIRouter(route_class=StrictJSONRoute, prefix="/v1/audit", tags=["audit"])
 
@@ -42,8 +46,13 @@ class AuditEntryPage(BaseModel):
 class AuditEntryOut(BaseModel):
     seq: int
     entry: dict[str, Any]
-    entry_b64: str
-    leaf_hash: str
+    entry_b64: str | None = Field(
+        description="the canonical bytes; null when `redacted` (they would show what is withheld)")
+    leaf_hash: str | None = Field(description="null when `redacted`")
+    redacted: bool = Field(
+        default=False,
+        description="a partner's view that withholds parts of the entry (other sources' items, "
+                    "a source the rule hides, the requester's details) and the entry's id")
 
 
 class CheckpointOut(BaseModel):
@@ -115,8 +124,8 @@ def list_entries(
     action: Annotated[str | None, Query(max_length=40)] = None,
     org: Ident = None,
     purpose: Ident = None,
-    since: Annotated[AwareDatetime | None, Query()] = None,
-    until: Annotated[AwareDatetime | None, Query()] = None,
+    since: Rfc3339DateTime | None = None,
+    until: Rfc3339DateTime | None = None,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
     cursor: Annotated[str | None, Query(max_length=100)] = None,
 ) -> dict[str, Any]:
@@ -142,7 +151,8 @@ def list_entries(
 def get_entry(
     seq: Seq, runtime: RuntimeDep, caller: Reader, request_id: RequestIdDep
 ) -> dict[str, Any]:
-    """One entry: its fields, its canonical bytes (base64) and its leaf hash."""
+    """One entry: its fields, its canonical bytes (base64) and its leaf hash; to a partner
+    whose view of it is trimmed, `redacted: true` and neither bytes nor leaf hash."""
     entry = service.get_entry(runtime.engine, _scope(caller), seq)
     _record_read(runtime, caller, request_id, {"read": "entry", "seq": seq})
     return entry

@@ -14,11 +14,11 @@ from __future__ import annotations
 import threading
 from typing import Annotated, TypeVar
 
-from fastapi import APIRouter, Depends, Request
+from fastapi import APIRouter, Depends, Header, Request
 from fastapi.responses import JSONResponse
 from starlette.concurrency import run_in_threadpool
 
-from broker import disclosure
+from broker import disclosure, idempotency
 from broker.actors import actor_of
 from broker.api.deps import get_request_id
 from broker.api.routing import StrictJSONRoute
@@ -39,6 +39,7 @@ from broker.runtime import Runtime
 
 router = APIRouter(route_class=StrictJSONRoute, prefix="/v1", tags=["disclosures"])
 Requester = Annotated[Caller, Depends(require_acting("requester"))]
+IdempotencyKey = Annotated[str | None, Header(alias="Idempotency-Key")]
 Body = TypeVar("Body", bound=PurposeBound)
 _LIMITS_LOCK = threading.Lock()
 
@@ -58,9 +59,16 @@ def limits_of(request: Request) -> AbuseLimits:
     return limits
 
 
-async def _answer(request: Request, caller: Caller, body: Body,
-                  service: Service[Body]) -> JSONResponse:
+async def _answer(request: Request, caller: Caller, body: Body, service: Service[Body],
+                  key: str | None = None, route: str = "") -> JSONResponse:
     runtime: Runtime = request.app.state.runtime
+    once = None if key is None else idempotency.begin_audited(
+        caller.client_id, caller.org, key, route, body.model_dump(mode="json"))
+    if once is not None:
+        earlier = await run_in_threadpool(idempotency.replay_audited, runtime.engine,
+                                          runtime.keys, once)
+        if earlier is not None:
+            return JSONResponse(earlier)
     asker = Asker(actor_of(runtime.keys, caller), caller.client_id, caller.org, body.purpose,
                   body.case_reference, get_request_id(request))
     limits = limits_of(request)
@@ -72,28 +80,38 @@ async def _answer(request: Request, caller: Caller, body: Body,
     except AuditedRefusal as refusal:
         await runtime.audit.record_async(refusal.entry)
         raise refusal.error from None
+    if once is not None:  # rare: the answer is stored in the entry's transaction (a thread)
+        return JSONResponse(await run_in_threadpool(
+            idempotency.record_audited, runtime, once, prepared.entry, prepared.answer,
+            status_code=200, rows=prepared.rows, subjects=prepared.subjects))
     recorded = await runtime.audit.record_async(prepared.entry, rows=prepared.rows,
                                                 subjects=prepared.subjects)
     return JSONResponse(prepared.finish(recorded.seq))
 
 
 @router.post("/disclosures", response_model=DisclosureOut)
-async def create_disclosure(body: DisclosureIn, request: Request,
-                            caller: Requester) -> JSONResponse:
+async def create_disclosure(body: DisclosureIn, request: Request, caller: Requester,
+                            idempotency_key: IdempotencyKey = None) -> JSONResponse:
     """What the policy releases to the caller for a purpose: by subject, address, area or
     signal ids. 422 for an unknown purpose or a missing case reference; 403 when no rule
-    names the caller for the purpose. Every answer, also an empty one, is audited first."""
-    return await _answer(request, caller, body, disclosure.prepare_disclosure)
+    names the caller for the purpose. Every answer, also an empty one, is audited first.
+    A retry with the same `Idempotency-Key` and body gets the first answer (another
+    body: 409)."""
+    return await _answer(request, caller, body, disclosure.prepare_disclosure,
+                         idempotency_key, "disclosures.create")
 
 
 @router.post("/hits", response_model=HitOut)
-async def create_hit(body: HitIn, request: Request, caller: Requester) -> JSONResponse:
+async def create_hit(body: HitIn, request: Request, caller: Requester,
+                     idempotency_key: IdempotencyKey = None) -> JSONResponse:
     """Whether signals exist about a subject that a rule lets the caller know of."""
-    return await _answer(request, caller, body, disclosure.prepare_hit)
+    return await _answer(request, caller, body, disclosure.prepare_hit, idempotency_key,
+                         "hits.create")
 
 
 @router.post("/area-summaries", response_model=AreaSummaryOut)
-async def create_area_summary(body: AreaSummaryIn, request: Request,
-                              caller: Requester) -> JSONResponse:
+async def create_area_summary(body: AreaSummaryIn, request: Request, caller: Requester,
+                              idempotency_key: IdempotencyKey = None) -> JSONResponse:
     """Counts per category over a postcode area; small counts suppressed."""
-    return await _answer(request, caller, body, disclosure.prepare_area_summary)
+    return await _answer(request, caller, body, disclosure.prepare_area_summary,
+                         idempotency_key, "area-summaries.create")

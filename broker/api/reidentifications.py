@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Depends, Path
+from fastapi import APIRouter, Depends, Header, Path, Query
 
 from broker import reidentification
 from broker.actors import actor_of
@@ -13,6 +13,7 @@ from broker.api.routing import StrictJSONRoute
 from broker.auth.deps import Caller, require_acting
 from broker.disclosure_schemas import DecisionIn, ReidentificationIn, ReidentificationOut
 from broker.runtime import Runtime
+from broker.schemas import ReidentificationPage
 
 router = APIRouter(route_class=StrictJSONRoute, prefix="/v1/reidentifications",
                    tags=["re-identification"])
@@ -20,6 +21,8 @@ Requester = Annotated[Caller, Depends(require_acting("requester"))]
 Officer = Annotated[Caller, Depends(require_acting("privacy_officer"))]
 Reader = Annotated[Caller, Depends(require_acting("requester", "privacy_officer"))]
 RequestId = Annotated[str, Path(max_length=64)]
+IdempotencyKey = Annotated[str | None, Header(alias="Idempotency-Key")]
+Status = Literal["pending", "approved", "refused", "revealed"]
 
 
 def _person(runtime: Runtime, caller: Caller, request_id: str | None) -> reidentification.Person:
@@ -30,11 +33,35 @@ def _person(runtime: Runtime, caller: Caller, request_id: str | None) -> reident
 @router.post("", status_code=202, response_model=ReidentificationOut,
              response_model_exclude_none=True)
 def create_reidentification(
-    body: ReidentificationIn, runtime: RuntimeDep, caller: Requester, request_id: RequestIdDep
+    body: ReidentificationIn,
+    runtime: RuntimeDep,
+    caller: Requester,
+    request_id: RequestIdDep,
+    idempotency_key: IdempotencyKey = None,
 ) -> dict[str, Any]:
     """Ask to see the clear value behind a pseudonym your organisation received; a privacy
-    officer decides. The justification is kept sealed, never in the audit log."""
-    return reidentification.request(runtime, _person(runtime, caller, request_id), body)
+    officer decides. The justification is kept sealed, never in the audit log. A retry with
+    the same `Idempotency-Key` and body gets the first answer (409 with another body)."""
+    return reidentification.request(runtime, _person(runtime, caller, request_id), body,
+                                    idempotency_key)
+
+
+@router.get("", response_model=ReidentificationPage)
+def list_reidentifications(
+    runtime: RuntimeDep,
+    caller: Officer,
+    request_id: RequestIdDep,
+    status: Annotated[Status | None, Query()] = None,
+    limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+    cursor: Annotated[str | None, Query(max_length=200)] = None,
+) -> dict[str, Any]:
+    """Requests newest first (`status=pending`: those awaiting a decision), with the
+    requester's organisation, purpose, field and justification; never a value. The read is
+    recorded in the audit log first."""
+    items, next_cursor = reidentification.officer_list(
+        runtime, _person(runtime, caller, request_id), status=status, limit=limit,
+        cursor=cursor)
+    return {"items": items, "next_cursor": next_cursor}
 
 
 @router.post("/{reid_id}/decision", response_model=ReidentificationOut,

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from datetime import datetime
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Header, Path, Query, Response
@@ -14,7 +13,14 @@ from broker.api.deps import RequestIdDep, RuntimeDep
 from broker.api.routing import StrictJSONRoute
 from broker.auth.deps import Caller, require_acting
 from broker.runtime import Runtime
-from broker.schemas import SignalBatchIn, SignalBatchOut, SignalIn, SignalOut, SignalPage
+from broker.schemas import (
+    Rfc3339DateTime,
+    SignalBatchIn,
+    SignalBatchOut,
+    SignalIn,
+    SignalOut,
+    SignalPage,
+)
 
 router = APIRouter(route_class=StrictJSONRoute, prefix="/v1/signals", tags=["signals"])
 Contributor = Annotated[Caller, Depends(require_acting("contributor"))]
@@ -114,8 +120,8 @@ def list_signals(
     category: Annotated[
         str | None, Query(pattern=r"^[a-z0-9]+(-[a-z0-9]+)*$", max_length=64)
     ] = None,
-    since: datetime | None = None,
-    until: datetime | None = None,
+    since: Rfc3339DateTime | None = None,
+    until: Rfc3339DateTime | None = None,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
     cursor: Annotated[str | None, Query(max_length=400)] = None,
 ) -> dict[str, Any]:
@@ -133,16 +139,20 @@ def list_signals(
 
 
 @router.get("/{signal_id}", response_model=SignalOut)
-def get_signal(signal_id: SignalId, runtime: RuntimeDep, caller: Contributor) -> dict[str, Any]:
-    """One signal of the caller's organisation; any other signal is 404."""
-    return signals.get_signal(runtime, caller.org, signal_id)
+def get_signal(
+    signal_id: SignalId, runtime: RuntimeDep, caller: Contributor, request_id: RequestIdDep
+) -> dict[str, Any]:
+    """One signal of the caller's organisation; any other signal is 404 (an audited denial)."""
+    actor = actor_of(runtime.keys, caller)
+    return signals.get_signal(runtime, actor, caller.org, signal_id, request_id=request_id)
 
 
 @router.delete("/{signal_id}", status_code=204, response_class=Response)
 def retract_signal(
     signal_id: SignalId, runtime: RuntimeDep, caller: Contributor, request_id: RequestIdDep
 ) -> Response:
-    """Retract a signal: its data key is destroyed at once (crypto-shredding)."""
+    """Retract a signal: its data key is destroyed at once (crypto-shredding); any signal but
+    the caller's organisation's own live ones is 404 (an audited denial)."""
     actor = actor_of(runtime.keys, caller)
     signals.erase_signal(runtime, actor, caller.org, signal_id, request_id=request_id)
     return Response(status_code=204)

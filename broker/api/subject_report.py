@@ -11,7 +11,8 @@ from broker.actors import actor_of
 from broker.api.deps import RequestIdDep, RuntimeDep
 from broker.api.routing import StrictJSONRoute
 from broker.auth.deps import Caller, require_acting
-from broker.disclosure_schemas import SubjectReportIn, SubjectReportOut
+from broker.disclosure_schemas import SubjectReportOut
+from broker.schemas import SubjectReportQuery
 
 router = APIRouter(route_class=StrictJSONRoute, prefix="/v1/audit", tags=["audit"])
 Officer = Annotated[Caller, Depends(require_acting("privacy_officer"))]
@@ -19,11 +20,12 @@ Officer = Annotated[Caller, Depends(require_acting("privacy_officer"))]
 
 @router.post("/subject-report", response_model=SubjectReportOut)
 def create_subject_report(
-    body: SubjectReportIn, runtime: RuntimeDep, caller: Officer, request_id: RequestIdDep
+    body: SubjectReportQuery, runtime: RuntimeDep, caller: Officer, request_id: RequestIdDep
 ) -> dict[str, Any]:
-    """Every disclosure, hit and re-identification that concerned the subject: time,
-    recipient, purpose, legal basis, rule, fields. Entries still confidential are left out
-    and counted in `withheld` (for the officer: not to be passed to the subject)."""
+    """Every disclosure, hit and re-identification that concerned the subject (one
+    identifier, or an address without BAG id): time, recipient, purpose, legal basis, rule,
+    fields. Entries still confidential are left out and counted in `withheld` (for the
+    officer: not to be passed to the subject)."""
     return subject_report.subject_report(
-        runtime, actor_of(runtime.keys, caller), body.subject, request_id=request_id
+        runtime, actor_of(runtime.keys, caller), body.query(), request_id=request_id
     )

@@ -4,8 +4,9 @@ Plain functions over an engine (and the signer where a checkpoint is needed); th
 the command line call them. Every hash leaves as standard base64 of its 32 raw bytes.
 A `Scope` limits what a caller sees: the privacy officer sees every entry; a partner sees
 the entries of its own organisation's acts and those whose items are its own signals
-(through `audit_entry_org`). Bad parameters are `ValidationFailed` (422); an entry
-outside the caller's scope is `NotFound`, like one that does not exist.
+(through `audit_entry_org`), each trimmed as `broker.audit.partner_view` says. Bad
+parameters are `ValidationFailed` (422); an entry outside the caller's scope is `NotFound`,
+like one that does not exist.
 """
 
 from __future__ import annotations
@@ -13,17 +14,17 @@ from __future__ import annotations
 import base64
 import binascii
 import json
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
-from datetime import date, datetime
+from datetime import datetime
 from typing import Any, Final
 
 from sqlalchemy import Connection, Engine, exists, func, select
 
-from broker import identifiers
 from broker.audit import merkle
 from broker.audit.checkpoint import Checkpoint, Verifier, format_receipt, verifier_key
 from broker.audit.entry import parse_json
+from broker.audit.partner_view import partner_view
 from broker.audit.signer import (
     CheckpointRefused,
     CheckpointSigner,
@@ -36,8 +37,6 @@ from broker.audit.tables import (
     audit_entry,
     audit_entry_org,
     audit_node,
-    audit_subject_entry,
-    chunks,
     entry_rows,
     entry_seq,
     node_source,
@@ -46,16 +45,10 @@ from broker.audit.tables import (
 from broker.audit.verify import Problem, VerifyReport, verify_export, verify_log
 from broker.clock import as_utc, rfc3339, utcnow
 from broker.errors import AuditUnavailable, FieldProblem, NotFound, ValidationFailed
-from broker.keys import KeyRing
-from broker.sealing import blind_token
 
 PAGE: Final = 2000
 CURSOR_PREFIX: Final = "a1."
 MAX_NODE_PROBLEMS: Final = 100
-SUBJECT_KINDS: Final = frozenset({"bsn", "kvk", "plate", "bag_id"})
-REPORT_ACTIONS: Final = frozenset(
-    {"disclosure", "hit", "reidentification_decided", "reidentification_revealed"}
-)
 
 
 def b64(data: bytes) -> str:
@@ -112,6 +105,7 @@ def entry_view(seq: int, data: bytes) -> dict[str, Any]:
             ],
             "objects": entry["objects"],
             "confidential_until": entry["confidential_until"],
+            "redacted": False,
         }
     except (ValueError, KeyError, TypeError, AttributeError):
         # A damaged row is shown as such (live verification names it), never a 500.
@@ -177,8 +171,8 @@ def list_entries(
     query = query.order_by(audit_entry.c.seq.desc()).limit(limit + 1)
     with engine.connect() as conn:
         rows = conn.execute(query).all()
-    page = rows[:limit]
-    items = [entry_view(int(seq), bytes(data)) for seq, data in page]
+        page = rows[:limit]
+        items = [_scoped_view(conn, scope, int(seq), bytes(data))[0] for seq, data in page]
     next_cursor = encode_cursor(int(page[-1][0])) if len(rows) > limit else None
     return items, next_cursor
 
@@ -194,15 +188,29 @@ def _entry_row(conn: Connection, scope: Scope, seq: int) -> tuple[bytes, bytes]:
     return bytes(row[0]), bytes(row[1])
 
 
+def _scoped_view(conn: Connection, scope: Scope, seq: int, data: bytes
+                 ) -> tuple[dict[str, Any], bool]:
+    """(the view of an entry the scope may see, whether it is whole): a partner's is trimmed
+    as `broker.audit.partner_view` says."""
+    view = entry_view(seq, data)
+    if scope.org is None:
+        return view, True
+    return partner_view(conn, view, scope.org)
+
+
 def get_entry(engine: Engine, scope: Scope, seq: int) -> dict[str, Any]:
-    """One entry: its view, its canonical bytes (base64) and its leaf hash."""
+    """One entry: its view, its canonical bytes (base64) and its leaf hash. A partner's view
+    that withholds anything is `redacted` and comes without bytes and leaf hash (they would
+    show, or confirm guesses of, what it withholds)."""
     with engine.connect() as conn:
         data, leaf = _entry_row(conn, scope, seq)
+        view, whole = _scoped_view(conn, scope, seq, data)
     return {
         "seq": seq,
-        "entry": entry_view(seq, data),
-        "entry_b64": b64(data),
-        "leaf_hash": b64(leaf),
+        "entry": view,
+        "entry_b64": b64(data) if whole else None,
+        "leaf_hash": b64(leaf) if whole else None,
+        "redacted": not whole,
     }
 
 
@@ -569,70 +577,3 @@ def verify_live(engine: Engine, signer: CheckpointSigner) -> LiveReport:
         problems=problems,
         first_bad_seq=min(seqs) if seqs else None,
     )
-
-
-# --- The data subject's access report ---
-
-
-def _normalised(kind: str, value: str) -> str | None:
-    if kind == "bsn":
-        return value if identifiers.is_valid_bsn(value) else None
-    if kind == "kvk":
-        return value if identifiers.is_valid_kvk(value) else None
-    if kind == "plate":
-        return identifiers.normalise_plate(value)
-    return value if identifiers.is_valid_bag_id(value) else None
-
-
-def subject_token(keys: KeyRing, subject: Mapping[str, str | None]) -> bytes:
-    """The blind-index token of exactly one subject identifier (bsn, kvk, plate, bag_id),
-    normalised as at intake; 422 without echoing the value."""
-    given = {k: v for k, v in subject.items() if v is not None}
-    if len(given) != 1 or not set(given) <= SUBJECT_KINDS:
-        raise invalid(("body", "subject"), "give exactly one of bsn, kvk, plate, bag_id")
-    ((kind, value),) = given.items()
-    normalised = _normalised(kind, value)
-    if normalised is None:
-        raise invalid(("body", "subject", kind), f"not a valid {kind}")
-    return blind_token(keys.active("blind_index"), kind, normalised)
-
-
-def subject_report(engine: Engine, tokens: Sequence[bytes], *, today: date) -> list[dict[str, Any]]:
-    """Disclosures, hits and re-identifications that concerned a subject (by blind-index
-    token), oldest first: time, recipient organisation, purpose, legal basis, rule and
-    fields. Entries still confidential today are left out; no employee appears."""
-    seqs: set[int] = set()
-    with engine.connect() as conn:
-        for chunk in chunks(sorted(set(tokens))):
-            seqs.update(
-                int(s) for s in conn.execute(
-                    select(audit_subject_entry.c.seq).where(audit_subject_entry.c.token.in_(chunk))
-                ).scalars()
-            )
-        rows = [
-            row for chunk in chunks(sorted(seqs))
-            for row in conn.execute(
-                select(audit_entry.c.seq, audit_entry.c.bytes).where(audit_entry.c.seq.in_(chunk))
-            ).all()
-        ]
-    report = []
-    for seq, data in sorted(rows):
-        view = entry_view(int(seq), bytes(data))
-        if view.get("damaged") or view["action"] not in REPORT_ACTIONS:
-            continue
-        confidential = view["confidential_until"]
-        if confidential and date.fromisoformat(confidential) > today:
-            continue
-        report.append({
-            "time": view["time"],
-            "action": view["action"],
-            "recipient": view["org"],
-            "purpose": view["purpose"],
-            "legal_basis": view["legal_basis"],
-            "items": [
-                {"rule": i.get("rule"), "legal_basis": i.get("legal_basis"),
-                 "category": i.get("category"), "fields": i.get("fields")}
-                for i in view["items"]
-            ],
-        })
-    return report

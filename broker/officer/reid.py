@@ -1,9 +1,8 @@
 """Re-identification requests as the officer's pages see them.
 
-Reading one request (its sealed justification included) and deciding go through the
-re-identification service, `broker.reidentification`, which enforces four eyes and
-audits the decision. The service has no list; the pages' list of requests is read here
-from its table, newest first.
+Listing, reading one request (its sealed justification included) and deciding go through
+the re-identification service, `broker.reidentification`, which enforces four eyes and
+audits the decision; the API's `GET /v1/reidentifications` lists through it too.
 """
 
 from __future__ import annotations
@@ -26,11 +25,8 @@ TABLE: Final = reidentification.TABLE
 
 def requests(runtime: Runtime, *, status: str | None = None) -> list[dict[str, Any]]:
     """Requests newest first (at most `LIST_LIMIT`), optionally of one status, each as the
-    service shows it, with `client_id` of the requester added."""
-    query = select(TABLE).order_by(TABLE.c.created_at.desc()).limit(LIST_LIMIT)
-    if status is not None:
-        query = query.where(TABLE.c.status == status)
-    return _views(runtime, runtime.engine, query)
+    service lists it (with the requester's `client_id` and the `rule`)."""
+    return reidentification.list_requests(runtime, status=status, limit=LIST_LIMIT)[0]
 
 
 def _views(runtime: Runtime, engine: Engine, query: Any) -> list[dict[str, Any]]:

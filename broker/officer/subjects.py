@@ -1,15 +1,17 @@
 """A data subject's access report for the officer's pages.
 
-The report is `broker.subject_report.subject_report`, the same service as the API's
-`POST /v1/audit/subject-report`: it finds the subject through its blind-index token,
-narrows each entry to the subject's own items, leaves confidential entries out until
-their date, names no employee, and records the look-up itself (`audit_read`, tagged with
-the subject). This module only tidies what the officer types and shapes the rows for a
-page and for a letter to the data subject.
+The report is `broker.subject_report.subject_report`, the one report service, also behind
+the API's `POST /v1/audit/subject-report`, so both give the same facts: it finds the subject
+through its blind-index token, narrows each entry to the subject's own items, leaves
+confidential entries out until their date, names no employee, and records the look-up
+itself (`audit_read`, tagged with the subject). This module only tidies what the officer
+types (an identifier, or an address without BAG id) and shapes the rows for a page and for
+a letter to the data subject.
 """
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from datetime import date
 from typing import Any, Final
@@ -18,27 +20,45 @@ from pydantic import ValidationError
 
 from broker import subject_report
 from broker.actors import Actor
-from broker.disclosure_schemas import SubjectQuery
+from broker.disclosure_schemas import AddressQuery, SubjectQuery
 from broker.errors import FieldProblem, ValidationFailed
 from broker.officer.activity import local_day
 from broker.runtime import Runtime
 
-KINDS: Final = ("bsn", "kvk", "plate", "bag_id")
+KINDS: Final = ("bsn", "kvk", "plate", "bag_id", "address")
+# `1234 AB 12`, `1234AB 12A`, `1234AB 12-2`, `1234AB 12 A bis`: postcode, number, an
+# optional one-letter house letter, an optional addition.
+_ADDRESS: Final = re.compile(
+    r"^(\d{4})\s*([A-Za-z]{2})\s+(\d{1,5})(?:\s*([A-Za-z])(?![A-Za-z0-9]))?"
+    r"(?:[\s-]+([A-Za-z0-9]{1,10}))?$"
+)
 
 
-def query(kind: str, value: str) -> SubjectQuery:
+def query(kind: str, value: str) -> SubjectQuery | AddressQuery:
     """The identifier as a subject query, without the spaces and dashes people type
-    (`1234 AB`, `12-AB-34`); ValidationFailed, never echoing the value, if it is not one."""
-    compact = "".join(value.split())
-    if kind == "plate":
-        compact = compact.replace("-", "").upper()
+    (`1234 AB`, `12-AB-34`), or an address without BAG id typed as `1234 AB 12A`;
+    ValidationFailed, never echoing the value, if it is not one."""
     try:
+        if kind == "address":
+            return _address(value)
+        compact = "".join(value.split())
+        if kind == "plate":
+            compact = compact.replace("-", "").upper()
         if kind not in KINDS:
             raise ValueError(kind)
         return SubjectQuery.model_validate({kind: compact})
     except (ValueError, ValidationError):
         raise ValidationFailed("The identifier is not valid.",
                                errors=[FieldProblem(("form", "value"), "not valid")]) from None
+
+
+def _address(value: str) -> AddressQuery:
+    found = _ADDRESS.match(value.strip())
+    if found is None:
+        raise ValueError("not an address")
+    digits, letters, number, letter, addition = found.groups()
+    return AddressQuery(postcode=digits + letters.upper(), house_number=int(number),
+                        house_letter=letter.upper() if letter else None, addition=addition)
 
 
 def masked(value: str) -> str:

@@ -135,6 +135,16 @@ def test_reidentification_request_decide_fetch_and_subject_report(
     assert asked.returncode == 0, asked.stderr
     request = json.loads(asked.stdout)
     assert request["status"] == "pending"
+    pending = run_sluis(people["officer"], "reid", "list", "--status", "pending", "--all",
+                        "--json")
+    assert pending.returncode == 0, pending.stderr
+    (listed,) = [i for i in json.loads(pending.stdout)["items"] if i["id"] == request["id"]]
+    assert (listed["org"], listed["field"]) == ("gemeente", "subject.bsn")
+    assert listed["justification"] == "Sluiting pand, art. 13b Opiumwet"
+    table = run_sluis(people["officer"], "reid", "list", "--status", "pending")
+    assert table.returncode == 0 and request["id"] in table.stdout
+    refused = run_sluis(people["gemeente"], "reid", "list")
+    assert refused.returncode == 1
     decided = run_sluis(people["officer"], "reid", "decide", request["id"], "--approve",
                         "--reason", "Noodzakelijk en proportioneel")
     assert decided.returncode == 0, decided.stderr
@@ -148,3 +158,47 @@ def test_reidentification_request_decide_fetch_and_subject_report(
     assert report.returncode == 0, report.stderr
     assert "gemeente" in report.stdout and "integrale-controle" in report.stdout
     assert bsn not in report.stdout
+
+
+def test_an_entry_redacted_for_its_requester(
+    run_sluis: SluisRunner, people: dict[str, dict[str, str]], needs: Needs
+) -> None:
+    """netbeheerder-hennep-energiefraude hides its source: the requester's own entry comes
+    redacted (no bytes), so its receipt cannot be checked by the requester."""
+    needs("/v1/disclosures", "/v1/audit/entries/{seq}")
+    bag_id = "0599010000000919"
+    submit(run_sluis, people["politie"], "--category", "hennepteelt-vermoeden",
+           "--legal-basis", "wpg-art-19", "--bag-id", bag_id, "--postcode", "3072AD",
+           "--house-number", "91", "--attr", "bron=warmtebeeld",
+           "--attr", "geschat_aantal_planten=100", "--attr", "ontmanteld=false")
+    disclosed = run_sluis(people["netbeheerder"], "disclose", "--purpose", "energiefraude",
+                          "--case", "EF-9", "--bag-id", bag_id, "--json")
+    assert disclosed.returncode == 0, disclosed.stderr
+    seq = str(json.loads(disclosed.stdout)["audit_seq"])
+    entry = run_sluis(people["netbeheerder"], "audit", "entry", seq)
+    assert entry.returncode == 0, entry.stderr
+    assert "redacted" in entry.stdout and "politie" not in entry.stdout
+    receipt = run_sluis(people["netbeheerder"], "audit", "receipt", seq)
+    assert receipt.returncode == 1 and "cannot be checked here" in receipt.stdout
+    whole = run_sluis(people["officer"], "audit", "receipt", seq)
+    assert whole.returncode == 0 and "inclusion proof ok" in whole.stdout
+
+
+def test_a_subject_report_for_an_address_without_bag_id(
+    run_sluis: SluisRunner, people: dict[str, dict[str, str]], needs: Needs
+) -> None:
+    needs("/v1/disclosures", "/v1/audit/subject-report")
+    submit(run_sluis, people["netbeheerder"], "--category", "energie-afwijking",
+           "--legal-basis", "elektriciteitswet-levering", "--subject-type", "address",
+           "--postcode", "3072AE", "--house-number", "7", "--house-letter", "B",
+           "--attr", "kwh_per_month=2300", "--attr", "meter_seal_broken=true")
+    disclosed = run_sluis(people["gemeente"], "disclose", "--purpose", "integrale-controle",
+                          "--case", "ZAAK-8", "--address", "3072AE", "7", "--house-letter", "B")
+    assert disclosed.returncode == 0, disclosed.stderr
+    report = run_sluis(people["officer"], "audit", "report", "--address", "3072 ae", "7",
+                       "--house-letter", "b", "--json")
+    assert report.returncode == 0, report.stderr
+    result = json.loads(report.stdout)
+    assert result["subject_type"] == "address"
+    assert [(i["action"], i["recipient"]) for i in result["items"]] == [("disclosure", "gemeente")]
+    assert result["items"][0]["items"][0]["rule"] == "gemeente-energie-integrale-controle"

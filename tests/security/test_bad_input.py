@@ -8,23 +8,27 @@ NUL in text, where SQLite stores it): the `db_url`-parametrised fixtures.
 from __future__ import annotations
 
 import json
+import logging
 import re
 import shutil
 import socket
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, MutableMapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
+import anyio
 import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import Engine, func, select, text
 
-from broker.audit.entry import decode_entry
+from broker.api.routing import MAX_INTEGER_DIGITS, strict_loads
+from broker.audit.entry import Entry, decode_entry
 from broker.audit.tables import audit_entry
+from broker.cli import main as cli_main
 from broker.runtime import Runtime
 from broker.settings import Settings
 from broker.startup import open_runtime
@@ -39,6 +43,7 @@ from tests.security.conftest import (
 )
 
 Headers = Callable[..., dict[str, str]]
+Message = MutableMapping[str, Any]
 PROBLEM = "application/problem+json"
 SAFE_REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
 READ_ACTIONS = frozenset({"audit_read", "refusal", "alert"})
@@ -87,16 +92,6 @@ BODY_CASES: dict[str, bytes] = {
     "comment": b'{"a": 1 /* x */}',
     "single quotes": b"{'a': 1}",
 }
-
-
-KNOWN_BUGS = {
-    # PostgreSQL refuses NUL in text; these routes hand a path id with %00 to a query (500).
-    ("postgresql", "GET", "/v1/signals/{signal_id}", "path"),
-    ("postgresql", "DELETE", "/v1/signals/{signal_id}", "path"),
-    ("postgresql", "GET", "/v1/reidentifications/{reid_id}", "path"),
-}
-"""(database, method, route, location) where a NUL gives a 500 today: reported, and held by
-`test_nul_in_a_path_id_is_not_a_500`; the sweep leaves only these out."""
 
 
 @dataclass(frozen=True)
@@ -184,14 +179,10 @@ def _path_with(path: str, value: str) -> str:
     return out + rest
 
 
-def _parameter_calls(
-    op: Operation, database: str
-) -> Iterator[tuple[str, str, dict[str, str]]]:
+def _parameter_calls(op: Operation) -> Iterator[tuple[str, str, dict[str, str]]]:
     """(label, url, extra headers) for every payload in every parameter of `op`."""
     for name, location in op.params:
         encoded = [quote(p, safe="") for p in TEXT_PAYLOADS] + list(RAW_PAYLOADS)
-        if (database, op.method, op.path, location) in KNOWN_BUGS:
-            encoded = [v for v in encoded if "%00" not in v]
         for value in encoded:
             label = f"{op.method} {op.path} {location}:{name}={value[:30]}"
             if location == "query":
@@ -214,9 +205,8 @@ def test_injection_in_every_parameter_of_every_route(
                if op.method in ("GET", "DELETE") and op.params]
     before, size = stored(runtime.engine)
     problems, tried = [], 0
-    database = runtime.engine.dialect.name
     for op, headers in targets:
-        for label, url, extra in _parameter_calls(op, database):
+        for label, url, extra in _parameter_calls(op):
             answer = plain.request(op.method, url, headers={**headers, **extra})
             tried += 1
             if (problem := check_answer(answer, label)) is not None:
@@ -227,17 +217,56 @@ def test_injection_in_every_parameter_of_every_route(
     assert new_actions(runtime.engine, size) <= READ_ACTIONS
 
 
-@pytest.mark.xfail(strict=True, reason="bug: on PostgreSQL a NUL in a path id reaches a "
-                   "query and gives 500 (see KNOWN_BUGS)")
+NUL_FORMS = ("a%00b", "%00", "a%00")
+"""A percent-encoded NUL inside, alone and at the end of a value. A raw NUL only an ASGI
+scope carries: HTTP parsers refuse it in the request line before the broker sees it."""
+
+
+def _raw_get(app: Any, path: str, query: bytes, headers: dict[str, str]) -> tuple[int, bytes]:
+    """Call the ASGI app with a raw path and query string no HTTP client would send."""
+    sent: list[Message] = []
+
+    async def receive() -> Message:
+        return {"type": "http.request", "body": b"", "more_body": False}
+
+    async def send(message: Message) -> None:
+        sent.append(message)
+
+    scope = {"type": "http", "asgi": {"version": "3.0"}, "http_version": "1.1",
+             "method": "GET", "scheme": "http", "server": ("testserver", 80),
+             "client": ("127.0.0.1", 5000), "root_path": "", "path": path,
+             "raw_path": path.encode("utf-8"), "query_string": query,
+             "headers": [(k.lower().encode(), v.encode()) for k, v in headers.items()]}
+    anyio.run(app, scope, receive, send)
+    body = b"".join(m.get("body", b"") for m in sent if m["type"] == "http.response.body")
+    return int(sent[0]["status"]), body
+
+
 def test_nul_in_a_path_id_is_not_a_500(
-    plain: TestClient, caller: Callable[[Operation], dict[str, str]], runtime: Runtime
+    api: TestClient, plain: TestClient, caller: Callable[[Operation], dict[str, str]],
+    runtime: Runtime,
 ) -> None:
-    if runtime.engine.dialect.name != "postgresql":
-        pytest.xfail("SQLite stores NUL; the bug is PostgreSQL's refusal")
-    for _, method, path, _ in sorted(KNOWN_BUGS):
-        op = Operation(method, path, (), False, False)
-        answer = plain.request(method, _path_with(path, "a%00b"), headers=caller(op))
-        assert check_answer(answer, path) is None
+    """Row 30: a NUL in any path or query parameter is a 400 problem before routing, on
+    both databases (PostgreSQL refuses NUL in text: it used to be a 500 there)."""
+    targets = [(op, caller(op)) for op in operations(api.app) if op.method in ("GET", "DELETE")
+               and any(location in ("path", "query") for _, location in op.params)]
+    signals = caller(Operation("GET", "/v1/signals", (), False, False))
+    before = stored(runtime.engine)
+    for op, headers in targets:
+        for value in NUL_FORMS:
+            urls = [f"{_path_with(op.path, '0')}?{quote(n)}={value}"
+                    for n, location in op.params if location == "query"]
+            if "{" in op.path:
+                urls.append(_path_with(op.path, value))
+            for url in urls:
+                answer = plain.request(op.method, url, headers=headers)
+                assert answer.status_code == 400, (url, answer.text)
+                assert answer.headers["content-type"].startswith(PROBLEM)
+                assert answer.json()["code"] == "bad_request"
+    for path, query in (("/v1/signals/x\x00y", b""), ("/v1/signals", b"cursor=x\x00y")):
+        status, body = _raw_get(api.app, path, query, signals)
+        assert status == 400 and json.loads(body)["code"] == "bad_request", (path, query)
+    assert stored(runtime.engine) == before  # refused before any handler ran
 
 
 def test_raw_bodies_on_every_json_route(
@@ -266,6 +295,44 @@ def test_raw_bodies_on_every_json_route(
     assert new_actions(runtime.engine, size) <= READ_ACTIONS
 
 
+NUMBER_CASES: dict[str, bytes] = {
+    "overflowing float": b'{"category": 1e999999}',
+    "overflowing negative float": b'{"category": -1e999999}',
+    "overflowing float in a list": b'{"attributes": {"x": [1, 2e400]}}',
+    "huge integer": b'{"category": ' + b"9" * 5000 + b"}",
+    "integer one digit too long": b'{"category": -' + b"9" * (MAX_INTEGER_DIGITS + 1) + b"}",
+}
+
+
+def test_doubtful_numbers_are_answered_as_any_bad_json(
+    plain: TestClient, auth_headers: Headers, runtime: Runtime
+) -> None:
+    """Row 31: a float beyond a double (which the parser made infinity) and an integer
+    literal too long for any field are bad JSON, answered exactly as NaN is."""
+    headers = {**auth_headers("politie", ["contributor"]), "Content-Type": "application/json"}
+    nan = plain.post("/v1/signals", content=b'{"category": NaN}', headers=headers)
+    assert nan.status_code == 422
+    expected = {k: v for k, v in nan.json().items() if k != "instance"}
+    before = stored(runtime.engine)
+    for name, body in NUMBER_CASES.items():
+        answer = plain.post("/v1/signals", content=body, headers=headers)
+        assert answer.status_code == 422, (name, answer.text)
+        assert answer.headers["content-type"].startswith(PROBLEM)
+        assert {k: v for k, v in answer.json().items() if k != "instance"} == expected, name
+    assert stored(runtime.engine) == before
+
+
+def test_numbers_within_bounds_still_parse() -> None:
+    """The number checks refuse only what no field can use: edge values parse exactly."""
+    longest = int("9" * MAX_INTEGER_DIGITS)
+    assert strict_loads(b'{"a": 1.7976931348623157e308, "b": -1e308, "c": 5e-324}') == {
+        "a": 1.7976931348623157e308, "b": -1e308, "c": 5e-324}
+    assert strict_loads(b"[%d, -%d, 0, -0]" % (longest, longest)) == [longest, -longest, 0, 0]
+    for refused in (b"1e309", b"-1e309", b"9" * (MAX_INTEGER_DIGITS + 1)):
+        with pytest.raises(json.JSONDecodeError):
+            strict_loads(refused)
+
+
 FORM_CASES = {
     "NUL": b"grant_type=client_credentials&client_id=%00&client_secret=%00",
     "invalid utf-8": b"grant_type=client_credentials&client_id=%FF%FE&client_secret=x",
@@ -281,9 +348,6 @@ FORM_CASES = {
 }
 
 
-@pytest.mark.xfail(strict=True, reason="finding (schemathesis): `since`/`until` accept a bare "
-                   "number as a Unix time, and /v1/signals also a naive time or a date; API.md "
-                   "and the OpenAPI document promise RFC 3339 with offset")
 @pytest.mark.parametrize("value", ["4557", "-5", "2026-01-01T00:00:00", "2026-01-01"])
 def test_times_must_be_rfc3339_with_offset(
     plain: TestClient, caller: Callable[[Operation], dict[str, str]], value: str
@@ -459,7 +523,8 @@ def test_no_caller_supplied_policy_path_is_followed(
     for trick in ("../../etc", "%2e%2e%2f", "/etc/passwd", "pack\x00", "ро1ісу"):
         answer = client.post("/v1/admin/policy/reload", params={"dir": trick, "path": trick},
                              json={"dir": trick, "path": trick}, headers=admin)
-        assert answer.status_code in (200, 422), answer.text
+        # A NUL anywhere in the query string is refused before routing (row 30).
+        assert answer.status_code == (400 if "\x00" in trick else 200), answer.text
         if answer.status_code == 200:
             assert answer.json()["hash"] == live
     assert runtime.policy.pack.hash == live
@@ -490,21 +555,68 @@ def test_a_broken_pack_at_reload_keeps_the_live_one(
         assert client.get("/v1/policy", headers=requester).json()["hash"] == live
 
 
-@pytest.mark.xfail(strict=True, reason="SECURITY.md row 26 asks for an audit entry of a "
-                   "refused reload; packs.reload_from_dir raises before anything is recorded")
+def _entries_since(engine: Engine, seq: int) -> list[Entry]:
+    with engine.connect() as conn:
+        rows = conn.execute(select(audit_entry.c.bytes).where(audit_entry.c.seq >= seq)
+                            .order_by(audit_entry.c.seq)).all()
+    return [decode_entry(bytes(row[0])) for row in rows]
+
+
+def _log_size(engine: Engine) -> int:
+    with engine.connect() as conn:
+        return int(conn.execute(select(func.count()).select_from(audit_entry)).scalar_one())
+
+
+BROKEN_RULES = "- [unclosed secret-rule-text"
+
+
+def _assert_refused_reload(entries: list[Entry], live: str, org: str | None) -> None:
+    """Exactly one entry: the audited refusal, naming the live pack and not the new one."""
+    assert [(e.action, e.outcome, e.reason) for e in entries] == [
+        ("refusal", "refused", "policy_pack_invalid")]
+    entry = entries[0]
+    assert entry.objects["request"] == "policy_reload"
+    assert isinstance(entry.objects["problems"], int) and entry.objects["problems"] >= 1
+    assert entry.policy is not None and entry.policy.hash == live
+    assert entry.actor.org == org
+    assert "secret-rule-text" not in entry.model_dump_json()  # no pack content
+
+
 def test_a_refused_reload_is_audited(
-    reloadable: tuple[TestClient, Runtime], pack_dir: Path, auth_headers: Headers
+    reloadable: tuple[TestClient, Runtime], pack_dir: Path, auth_headers: Headers,
+    caplog: pytest.LogCaptureFixture,
 ) -> None:
+    """Row 26: a refused reload is a `refusal` entry (outcome `refused`, the reason code,
+    no pack content) and a warning in the log; the live pack stays."""
     client, runtime = reloadable
     admin = auth_headers("riec", ["admin"], kind="personal", acting_user=None)
-    (pack_dir / "rules.yaml").write_text("- [unclosed")
-    with runtime.engine.connect() as conn:
-        size = conn.execute(select(func.count()).select_from(audit_entry)).scalar_one()
-    assert client.post("/v1/admin/policy/reload", headers=admin).status_code == 422
-    with runtime.engine.connect() as conn:
-        rows = conn.execute(select(audit_entry.c.bytes).where(audit_entry.c.seq >= size)).all()
-    outcomes = [decode_entry(bytes(r[0])).outcome for r in rows]
-    assert "refused" in outcomes or "error" in outcomes
+    live = runtime.policy.pack.hash
+    (pack_dir / "rules.yaml").write_text(BROKEN_RULES)
+    size = _log_size(runtime.engine)
+    with caplog.at_level(logging.WARNING, logger="broker.policy"):
+        answer = client.post("/v1/admin/policy/reload", headers=admin)
+    assert answer.status_code == 422
+    assert runtime.policy.pack.hash == live
+    _assert_refused_reload(_entries_since(runtime.engine, size), live, "riec")
+    warnings = [r for r in caplog.records if getattr(r, "event", None) == "policy_reload_refused"]
+    assert len(warnings) == 1 and warnings[0].levelno == logging.WARNING
+    assert getattr(warnings[0], "reason", None) == "policy_pack_invalid"
+    assert "secret-rule-text" not in caplog.text
+
+
+def test_a_refused_load_from_the_command_line_is_audited(
+    settings: Settings, runtime: Runtime, pack_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Row 26 for `broker policy load DIR`: exit 1, the same audited refusal (the system
+    actor), and nothing loaded."""
+    for name, value in (("DATABASE_URL", settings.database_url),
+                        ("KEY_DIR", str(settings.key_dir)),
+                        ("POLICY_DIR", str(settings.policy_dir))):
+        monkeypatch.setenv(f"BROKER_{name}", value)
+    (pack_dir / "rules.yaml").write_text(BROKEN_RULES)
+    size = _log_size(runtime.engine)
+    assert cli_main(["policy", "load", str(pack_dir)]) == 1
+    _assert_refused_reload(_entries_since(runtime.engine, size), runtime.policy.pack.hash, None)
 
 
 def test_each_disclosure_records_the_policy_it_was_decided_under(

@@ -56,6 +56,7 @@ EXPECTED: dict[tuple[str, str], frozenset[str] | None] = {
     ("POST", "/v1/hits"): frozenset({"requester"}),
     ("POST", "/v1/area-summaries"): frozenset({"requester"}),
     ("POST", "/v1/reidentifications"): frozenset({"requester"}),
+    ("GET", "/v1/reidentifications"): frozenset({"privacy_officer"}),
     ("POST", "/v1/reidentifications/{reid_id}/decision"): frozenset({"privacy_officer"}),
     ("GET", "/v1/reidentifications/{reid_id}"): frozenset({"requester", "privacy_officer"}),
     ("GET", "/v1/audit/export"): frozenset({"privacy_officer"}),

@@ -1,0 +1,201 @@
+"""`Idempotency-Key` on the audited creating POSTs (disclosures, hits, area summaries,
+re-identification requests): a retry with the same key and body gets the first answer,
+`audit_seq` included, and adds no audit entry; another body is 409; the first answer is
+stored in the entry's own transaction. Runs on SQLite and PostgreSQL.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import threading
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+from fastapi.testclient import TestClient
+from sqlalchemy import text
+
+from broker.idempotency import MARK
+from broker.runtime import Runtime
+from tests.api.disclosure_kit import BAG_ID, BSN, POSTCODE, drugs, energy, entry_at, log_size
+
+Headers = Callable[..., dict[str, str]]
+
+ACTS: dict[str, tuple[str, dict[str, Any], dict[str, Any]]] = {
+    # route: (path, body, the same body changed)
+    "disclosure": ("/v1/disclosures",
+                   {"purpose": "integrale-controle", "case_reference": "ZAAK-1",
+                    "query": {"subject": {"bsn": BSN}}},
+                   {"purpose": "integrale-controle", "case_reference": "ZAAK-2",
+                    "query": {"subject": {"bsn": BSN}}}),
+    "hit": ("/v1/hits",
+            {"purpose": "integrale-controle", "case_reference": "ZAAK-1",
+             "subject": {"bag_id": BAG_ID}},
+            {"purpose": "integrale-controle", "case_reference": "ZAAK-1",
+             "subject": {"bsn": BSN}}),
+    "area_summary": ("/v1/area-summaries",
+                     {"purpose": "integrale-controle", "case_reference": "ZAAK-1",
+                      "area": {"postcode": POSTCODE[:4]}},
+                     {"purpose": "integrale-controle", "case_reference": "ZAAK-1",
+                      "area": {"postcode": POSTCODE}}),
+}
+
+
+@pytest.fixture
+def signals(api: TestClient, auth_headers: Headers) -> None:
+    for org, signal in (("politie", drugs()), ("netbeheerder", energy())):
+        made = api.post("/v1/signals", json=signal, headers=auth_headers(org, ["contributor"]))
+        assert made.status_code == 201, made.text
+
+
+def acts(runtime: Runtime, since: int, action: str) -> list[Any]:
+    return [e for e in (entry_at(runtime, s) for s in range(since, log_size(runtime)))
+            if e.action == action]
+
+
+@pytest.mark.parametrize("action", sorted(ACTS))
+def test_a_retry_gets_the_first_answer_and_no_second_entry(
+    api: TestClient, auth_headers: Headers, runtime: Runtime, signals: None, action: str
+) -> None:
+    path, body, other = ACTS[action]
+    gemeente = {**auth_headers("gemeente", ["requester"]), "Idempotency-Key": f"k-{action}"}
+    start = log_size(runtime)
+    first = api.post(path, json=body, headers=gemeente)
+    assert first.status_code == 200, first.text
+    again = api.post(path, json=body, headers=gemeente)
+    assert again.status_code == 200, again.text
+    assert again.json() == first.json()
+    (entry,) = acts(runtime, start, action)
+    assert entry.seq == first.json()["audit_seq"]
+    assert entry.objects[MARK].startswith("idr_")
+    size = log_size(runtime)
+    conflict = api.post(path, json=other, headers=gemeente)
+    assert conflict.status_code == 409, conflict.text
+    assert conflict.headers["content-type"] == "application/problem+json"
+    assert log_size(runtime) == size
+    # without a key, or with another key, each call is its own act
+    plain = {k: v for k, v in gemeente.items() if k != "Idempotency-Key"}
+    assert api.post(path, json=body, headers=plain).json()["audit_seq"] > entry.seq
+    fresh = api.post(path, json=body, headers={**gemeente, "Idempotency-Key": "k-other"})
+    assert fresh.json()["audit_seq"] > entry.seq
+    assert len(acts(runtime, start, action)) == 3
+
+
+def test_a_key_belongs_to_its_client(
+    api: TestClient, auth_headers: Headers, runtime: Runtime, signals: None
+) -> None:
+    path, body, _ = ACTS["disclosure"]
+    one = api.post(path, json=body, headers={**auth_headers("gemeente", ["requester"]),
+                                             "Idempotency-Key": "shared"})
+    two = api.post(path, json=body, headers={**auth_headers("gemeente", ["requester"]),
+                                             "Idempotency-Key": "shared"})
+    assert one.status_code == two.status_code == 200
+    assert one.json()["disclosure_id"] != two.json()["disclosure_id"]
+
+
+def test_the_stored_request_hash_is_keyed(
+    api: TestClient, auth_headers: Headers, runtime: Runtime, signals: None
+) -> None:
+    """A body naming a BSN must not leave an unkeyed (brute-forceable) hash of it."""
+    path, body, _ = ACTS["disclosure"]
+    headers = {**auth_headers("gemeente", ["requester"]), "Idempotency-Key": "keyed"}
+    assert api.post(path, json=body, headers=headers).status_code == 200
+    with runtime.engine.connect() as conn:
+        (stored,) = conn.execute(text("SELECT request_hash FROM idempotency_record")).scalars()
+    dumped = {**body, "confidential_until": None}
+    dumped["query"] = {"subject": {"bsn": BSN, "kvk": None, "plate": None, "bag_id": None},
+                       "address": None, "area": None, "signals": None, "categories": None}
+    plain = json.dumps(dumped, sort_keys=True, separators=(",", ":"))
+    assert stored != hashlib.sha256(f"disclosures.create\n{plain}".encode()).hexdigest()
+    assert len(stored) == 64
+
+
+def test_a_refused_append_stores_no_first_answer(
+    api: TestClient, auth_headers: Headers, runtime: Runtime, signals: None
+) -> None:
+    """The record is written in the entry's transaction: when the append fails (503),
+    nothing is remembered, and a retry after recovery is answered anew, audited once."""
+    path, body, _ = ACTS["hit"]
+    headers = {**auth_headers("gemeente", ["requester"]), "Idempotency-Key": "fails-first"}
+    postgres = runtime.engine.dialect.name == "postgresql"
+    with runtime.engine.begin() as conn:
+        if postgres:
+            conn.exec_driver_sql("CREATE FUNCTION audit_fault() RETURNS trigger LANGUAGE plpgsql "
+                                 "AS $$ BEGIN RAISE EXCEPTION 'disk full'; END $$")
+            conn.exec_driver_sql("CREATE TRIGGER audit_fault BEFORE INSERT ON audit_entry "
+                                 "FOR EACH ROW EXECUTE FUNCTION audit_fault()")
+        else:
+            conn.exec_driver_sql("CREATE TRIGGER audit_fault BEFORE INSERT ON audit_entry "
+                                 "BEGIN SELECT RAISE(ABORT, 'disk full'); END")
+    failed = api.post(path, json=body, headers=headers)
+    assert failed.status_code == 503, failed.text
+    with runtime.engine.begin() as conn:
+        conn.exec_driver_sql("DROP TRIGGER audit_fault ON audit_entry" if postgres
+                             else "DROP TRIGGER audit_fault")
+        stored = conn.execute(text("SELECT count(*) FROM idempotency_record")).scalar_one()
+    assert stored == 0
+    start = log_size(runtime)
+    retried = api.post(path, json=body, headers=headers)
+    assert retried.status_code == 200, retried.text
+    assert api.post(path, json=body, headers=headers).json() == retried.json()
+    assert len(acts(runtime, start, "hit")) == 1
+
+
+def test_concurrent_retries_make_one_act(
+    api: TestClient, auth_headers: Headers, runtime: Runtime, signals: None
+) -> None:
+    """Retries racing each other: one entry, and every caller gets the first answer."""
+    path, body, _ = ACTS["hit"]
+    headers = {**auth_headers("gemeente", ["requester"]), "Idempotency-Key": "race"}
+    start = log_size(runtime)
+    barrier = threading.Barrier(4)
+    answers: list[Any] = []
+
+    def ask() -> None:
+        barrier.wait()
+        answers.append(api.post(path, json=body, headers=headers))
+
+    threads = [threading.Thread(target=ask) for _ in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert [a.status_code for a in answers] == [200] * 4, [a.text for a in answers]
+    assert all(a.json() == answers[0].json() for a in answers)
+    (entry,) = acts(runtime, start, "hit")
+    assert entry.seq == answers[0].json()["audit_seq"]
+
+
+# --- re-identification requests ------------------------------------------------------------
+
+
+@pytest.fixture
+def pseudonymised(api: TestClient, auth_headers: Headers, signals: None) -> dict[str, Any]:
+    gemeente = auth_headers("gemeente", ["requester"], acting_user="handhaver-2")
+    disclosed = api.post("/v1/disclosures", json=ACTS["disclosure"][1], headers=gemeente).json()
+    (signal,) = [s for s in disclosed["signals"] if "subject.bsn" in s["fields"]]
+    return {"headers": gemeente, "body": {
+        "disclosure_id": disclosed["disclosure_id"], "ref": signal["ref"],
+        "field": "subject.bsn", "justification": "Sluiting pand, art. 13b Opiumwet"}}
+
+
+def test_a_retried_reidentification_request_is_one_request(
+    api: TestClient, runtime: Runtime, pseudonymised: dict[str, Any]
+) -> None:
+    headers = {**pseudonymised["headers"], "Idempotency-Key": "reid-1"}
+    start = log_size(runtime)
+    first = api.post("/v1/reidentifications", json=pseudonymised["body"], headers=headers)
+    assert first.status_code == 202, first.text
+    again = api.post("/v1/reidentifications", json=pseudonymised["body"], headers=headers)
+    assert again.status_code == 202 and again.json() == first.json()
+    assert first.json()["status"] == "pending" and first.json()["audit_seq"] >= start
+    shown = api.get(f"/v1/reidentifications/{first.json()['id']}",
+                    headers=pseudonymised["headers"]).json()
+    assert shown == {k: first.json()[k] for k in shown}
+    with runtime.engine.connect() as conn:
+        assert conn.execute(text("SELECT count(*) FROM reidentification")).scalar_one() == 1
+    (entry,) = acts(runtime, start, "reidentification_requested")
+    assert entry.seq == first.json()["audit_seq"]
+    changed = {**pseudonymised["body"], "justification": "Another reason"}
+    assert api.post("/v1/reidentifications", json=changed, headers=headers).status_code == 409
