@@ -271,10 +271,8 @@ def _placeholder() -> str:
 
 
 def pre_encode(unit: _Unit, origin: str) -> None:
-    """Validate and encode a unit's entry in the caller's thread (see `_Pre`).
-
-    Mirrors `_build`; an entry whose bytes do not end as expected keeps `pre` unset and is
-    built whole by the appender. A malformed draft fails here, in its caller's thread."""
+    """Validate and encode a unit's entry (see `_Pre`): in the caller's thread, or for a
+    unit with `work`, by the appender after the work ran. A malformed draft fails here."""
     draft = dict(unit.draft)
     clash = APPENDER_FILLS.intersection(draft)
     if clash:
@@ -306,8 +304,8 @@ def pre_encode(unit: _Unit, origin: str) -> None:
         {**draft, "v": 1, "origin": origin, "id": entry_id, "seq": 0, "time": PLACEHOLDER_TIME}
     )
     data = entry_bytes(entry.model_dump(mode="json"))
-    if not data.endswith(_PLACEHOLDER_TAIL):
-        return
+    if not data.endswith(_PLACEHOLDER_TAIL):  # RFC 8785 puts seq, time, v last, always
+        raise RuntimeError("canonical entry bytes do not end with seq, time and v")
     orgs = {entry.actor.org, *(i.source for i in entry.items)} - {None}
     unit.entry_id = entry_id
     unit.pre = _Pre(
@@ -355,67 +353,6 @@ def _splice(
         leaf=leaf,
         org_rows=[{"org": org, "seq": seq} for org in pre.orgs],
         subject_rows=[{"token": t, "seq": seq} for t in dict.fromkeys(pre.tags.values())],
-        new_tokens=created,
-    )
-
-
-def _build(
-    unit: _Unit, seq: int, origin: str, moment: datetime, stamp: str, keys: _SubjectKeys
-) -> _Built:
-    """Number, tag and encode one unit's entry."""
-    draft = dict(unit.draft)
-    clash = APPENDER_FILLS.intersection(draft)
-    if clash:
-        raise ValueError(f"the appender fills {', '.join(sorted(clash))}; leave them out")
-    entry_id = new_entry_id()
-    tokens: dict[bytes, None] = {}
-    created: list[bytes] = []
-
-    def tag(token: bytes) -> str:
-        key, new = keys.key(token)
-        if new:
-            created.append(token)
-        tokens[token] = None
-        return subject_tag(key, entry_id)
-
-    items = []
-    for item in draft.get("items") or ():
-        item = dict(item)
-        if "subjects" in item:
-            item["subject_tags"] = [
-                *item.get("subject_tags", ()),
-                *(tag(t) for t in item.pop("subjects")),
-            ]
-        items.append(item)
-    if items:
-        draft["items"] = items
-    in_items = set(tokens)
-    loose = [tag(t) for t in dict.fromkeys(unit.subjects) if t not in in_items]
-    if loose:
-        # The entry shape has no top-level tag list: subjects the act concerns outside
-        # any item are tagged under objects.subject_tags.
-        draft["objects"] = {**(draft.get("objects") or {}), "subject_tags": sorted(loose)}
-    entry = Entry.model_validate(
-        {**draft, "v": 1, "origin": origin, "id": entry_id, "seq": seq, "time": stamp}
-    )
-    data = entry_bytes(entry.model_dump(mode="json"))
-    leaf = merkle.leaf_hash(data)
-    orgs = {entry.actor.org, *(i.source for i in entry.items)} - {None}
-    unit.entry_id = entry_id
-    return _Built(
-        entry_row={
-            "seq": seq,
-            "entry_id": entry_id,
-            "action": entry.action,
-            "org": entry.actor.org,
-            "purpose": entry.purpose,
-            "time": moment,
-            "bytes": data,
-            "leaf_hash": leaf,
-        },
-        leaf=leaf,
-        org_rows=[{"org": org, "seq": seq} for org in sorted(o for o in orgs if o)],
-        subject_rows=[{"token": t, "seq": seq} for t in tokens],
         new_tokens=created,
     )
 
@@ -853,16 +790,19 @@ class AuditLog:
         error set) when either fails, leaving nothing of it behind."""
         if unit.work is None:
             try:
-                if unit.pre is not None:
-                    return _splice(unit, unit.pre, seq, moment, stamp, keys)
-                return _build(unit, seq, self._origin, moment, stamp, keys)
+                if unit.pre is None:
+                    pre_encode(unit, self._origin)
+                assert unit.pre is not None  # noqa: S101 - pre_encode sets it or raises
+                return _splice(unit, unit.pre, seq, moment, stamp, keys)
             except Exception as exc:  # noqa: BLE001 - the caller's own error, handed back
                 unit.error = exc
                 return None
         savepoint = conn.begin_nested()
         try:
             unit.result = unit.work(conn)
-            built = _build(unit, seq, self._origin, moment, stamp, keys)
+            pre_encode(unit, self._origin)
+            assert unit.pre is not None  # noqa: S101 - pre_encode sets it or raises
+            built = _splice(unit, unit.pre, seq, moment, stamp, keys)
         except Exception as exc:  # noqa: BLE001 - the caller's own error, handed back
             savepoint.rollback()
             unit.error, unit.result = exc, None
