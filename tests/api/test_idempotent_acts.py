@@ -19,6 +19,7 @@ from sqlalchemy import text
 from broker.idempotency import MARK
 from broker.runtime import Runtime
 from tests.api.disclosure_kit import BAG_ID, BSN, POSTCODE, drugs, energy, entry_at, log_size
+from tests.audit.audit_kit import inserts_refused
 
 Headers = Callable[..., dict[str, str]]
 
@@ -118,21 +119,10 @@ def test_a_refused_append_stores_no_first_answer(
     nothing is remembered, and a retry after recovery is answered anew, audited once."""
     path, body, _ = ACTS["hit"]
     headers = {**auth_headers("gemeente", ["requester"]), "Idempotency-Key": "fails-first"}
-    postgres = runtime.engine.dialect.name == "postgresql"
+    with inserts_refused(runtime.engine):
+        failed = api.post(path, json=body, headers=headers)
+        assert failed.status_code == 503, failed.text
     with runtime.engine.begin() as conn:
-        if postgres:
-            conn.exec_driver_sql("CREATE FUNCTION audit_fault() RETURNS trigger LANGUAGE plpgsql "
-                                 "AS $$ BEGIN RAISE EXCEPTION 'disk full'; END $$")
-            conn.exec_driver_sql("CREATE TRIGGER audit_fault BEFORE INSERT ON audit_entry "
-                                 "FOR EACH ROW EXECUTE FUNCTION audit_fault()")
-        else:
-            conn.exec_driver_sql("CREATE TRIGGER audit_fault BEFORE INSERT ON audit_entry "
-                                 "BEGIN SELECT RAISE(ABORT, 'disk full'); END")
-    failed = api.post(path, json=body, headers=headers)
-    assert failed.status_code == 503, failed.text
-    with runtime.engine.begin() as conn:
-        conn.exec_driver_sql("DROP TRIGGER audit_fault ON audit_entry" if postgres
-                             else "DROP TRIGGER audit_fault")
         stored = conn.execute(text("SELECT count(*) FROM idempotency_record")).scalar_one()
     assert stored == 0
     start = log_size(runtime)

@@ -199,3 +199,30 @@ def fresh_env(
         env.engine.dispose()
         databases.drop(url)
         shutil.rmtree(state_dir, ignore_errors=True)
+
+
+@contextmanager
+def inserts_refused(engine: Engine, table: str = "audit_entry") -> Iterator[None]:
+    """A real database fault while the block runs: every insert into `table` fails, as on
+    a full disk (a trigger, so the application's own code is not touched)."""
+    if engine.dialect.name == "postgresql":
+        install = [
+            "CREATE FUNCTION refuse_insert() RETURNS trigger LANGUAGE plpgsql AS "
+            "$$ BEGIN RAISE EXCEPTION 'insert refused by the test'; END $$",
+            f"CREATE TRIGGER refuse_insert BEFORE INSERT ON {table} "
+            "FOR EACH ROW EXECUTE FUNCTION refuse_insert()",
+        ]
+        remove = [f"DROP TRIGGER refuse_insert ON {table}", "DROP FUNCTION refuse_insert()"]
+    else:
+        install = [f"CREATE TRIGGER refuse_insert BEFORE INSERT ON {table} "
+                   "BEGIN SELECT RAISE(ABORT, 'insert refused by the test'); END"]
+        remove = ["DROP TRIGGER refuse_insert"]
+    with engine.begin() as conn:
+        for statement in install:
+            conn.exec_driver_sql(statement)
+    try:
+        yield
+    finally:
+        with engine.begin() as conn:
+            for statement in remove:
+                conn.exec_driver_sql(statement)

@@ -19,7 +19,7 @@ from broker.audit.checkpoint import open_checkpoint, parse_verifier_key, verify_
 from broker.audit.service import verify_export_file
 from broker.runtime import Runtime
 from broker.settings import Settings
-from tests.audit.audit_kit import draft
+from tests.audit.audit_kit import draft, inserts_refused
 
 Headers = Callable[..., dict[str, str]]
 
@@ -247,23 +247,15 @@ def test_when_the_read_cannot_be_recorded_nothing_is_disclosed(
     client: TestClient, auth_headers: Headers, seeded: dict[str, int], runtime: Runtime
 ) -> None:
     officer = auth_headers("riec", ["privacy_officer"])
-    postgres = runtime.engine.dialect.name == "postgresql"
-    with runtime.engine.begin() as conn:
-        if postgres:
-            conn.exec_driver_sql("CREATE FUNCTION audit_fault() RETURNS trigger LANGUAGE plpgsql "
-                                 "AS $$ BEGIN RAISE EXCEPTION 'disk full'; END $$")
-            conn.exec_driver_sql("CREATE TRIGGER audit_fault BEFORE INSERT ON audit_entry "
-                                 "FOR EACH ROW EXECUTE FUNCTION audit_fault()")
-        else:
-            conn.exec_driver_sql("CREATE TRIGGER audit_fault BEFORE INSERT ON audit_entry "
-                                 "BEGIN SELECT RAISE(ABORT, 'disk full'); END")
-    for path in ("/v1/audit/entries", f"/v1/audit/entries/{seeded['gemeente_asks_politie']}",
-                 "/v1/audit/export"):
-        answer = client.get(path, headers=officer)
-        assert answer.status_code == 503
-        assert answer.json()["code"] == "audit_unavailable"
-        assert "items" not in answer.json()
-        assert "entry_b64" not in answer.json()
+    with inserts_refused(runtime.engine):
+        for path in ("/v1/audit/entries",
+                     f"/v1/audit/entries/{seeded['gemeente_asks_politie']}",
+                     "/v1/audit/export"):
+            answer = client.get(path, headers=officer)
+            assert answer.status_code == 503
+            assert answer.json()["code"] == "audit_unavailable"
+            assert "items" not in answer.json()
+            assert "entry_b64" not in answer.json()
 
 
 def test_a_nul_in_the_query_is_refused_as_a_problem(

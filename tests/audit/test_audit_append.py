@@ -18,7 +18,7 @@ from broker.audit.store import AuditLog
 from broker.clock import utcnow
 from broker.errors import AuditUnavailable
 from broker.models import PolicyVersion
-from tests.audit.audit_kit import LogEnv, draft
+from tests.audit.audit_kit import LogEnv, draft, inserts_refused
 
 MakeLog = Callable[..., LogEnv]
 
@@ -138,45 +138,20 @@ def test_drafts_may_not_fill_what_the_appender_fills(make_log: MakeLog) -> None:
     assert env.log.record(draft(2)).seq == 0
 
 
-def install_fault(env: LogEnv) -> None:
-    """A real database fault: inserts into audit_node fail (as a full disk would)."""
-    statements: list[tuple[str, dict[str, Any]]]
-    if env.postgres:
-        statements = [
-            ("CREATE FUNCTION audit_fault() RETURNS trigger LANGUAGE plpgsql AS "
-             "$$ BEGIN RAISE EXCEPTION 'disk full'; END $$", {}),
-            ("CREATE TRIGGER audit_fault BEFORE INSERT ON audit_node "
-             "FOR EACH ROW EXECUTE FUNCTION audit_fault()", {}),
-        ]
-    else:
-        statements = [("CREATE TRIGGER audit_fault BEFORE INSERT ON audit_node "
-                       "BEGIN SELECT RAISE(ABORT, 'disk full'); END", {})]
-    with env.engine.begin() as conn:
-        for sql, _ in statements:
-            conn.exec_driver_sql(sql)
-
-
-def remove_fault(env: LogEnv) -> None:
-    with env.engine.begin() as conn:
-        where = " ON audit_node" if env.postgres else ""
-        conn.exec_driver_sql("DROP TRIGGER audit_fault" + where)
-
-
 @pytest.mark.parametrize("threaded", [False, True])
 def test_an_append_failure_is_audit_unavailable_and_writes_nothing(
     make_log: MakeLog, threaded: bool
 ) -> None:
     env = make_log()
     env.fill(1)  # the next entry (seq 1) completes node (1, 0)
-    install_fault(env)
-    if threaded:
-        env.log.start()
-    with pytest.raises(AuditUnavailable):
-        env.log.record(draft(1), work=store_policy("sha256:c"))
-    assert policy_rows(env) == 0
-    assert entry_count(env) == 1
-    assert env.log.healthy  # the database answers: the next append may succeed
-    remove_fault(env)
+    with inserts_refused(env.engine, "audit_node"):
+        if threaded:
+            env.log.start()
+        with pytest.raises(AuditUnavailable):
+            env.log.record(draft(1), work=store_policy("sha256:c"))
+        assert policy_rows(env) == 0
+        assert entry_count(env) == 1
+        assert env.log.healthy  # the database answers: the next append may succeed
     assert env.log.record(draft(2), work=store_policy("sha256:d")).seq == 1
     assert policy_rows(env) == 1
     assert env.verify().ok

@@ -37,6 +37,7 @@ from broker.audit.tables import audit_entry
 from broker.db import make_engine
 from broker.runtime import Runtime
 from tests.api.disclosure_kit import BSN, drugs, energy
+from tests.audit.audit_kit import inserts_refused
 from tests.security.conftest import ServedBroker, broker_command, broker_env
 
 Headers = Callable[..., dict[str, str]]
@@ -174,35 +175,6 @@ def test_kill_9_under_load_loses_nothing_acknowledged_postgresql(
 
 # --- row 38: the audit insert fails ----------------------------------------------------------
 
-REFUSE = {
-    "sqlite": ["CREATE TRIGGER refuse_audit BEFORE INSERT ON audit_entry "
-               "BEGIN SELECT RAISE(ABORT, 'audit refused by the test'); END"],
-    "postgresql": [
-        "CREATE FUNCTION refuse_audit() RETURNS trigger LANGUAGE plpgsql AS "
-        "$$ BEGIN RAISE EXCEPTION 'audit refused by the test'; END $$",
-        "CREATE TRIGGER refuse_audit BEFORE INSERT ON audit_entry "
-        "FOR EACH ROW EXECUTE FUNCTION refuse_audit()",
-    ],
-}
-ALLOW = {
-    "sqlite": ["DROP TRIGGER refuse_audit"],
-    "postgresql": ["DROP TRIGGER refuse_audit ON audit_entry", "DROP FUNCTION refuse_audit()"],
-}
-
-
-@contextlib.contextmanager
-def audit_refused(engine: Engine) -> Iterator[None]:
-    """The database itself refuses every audit insert while the block runs."""
-    dialect = engine.dialect.name
-    with engine.begin() as conn:
-        for statement in REFUSE[dialect]:
-            conn.execute(text(statement))
-    try:
-        yield
-    finally:
-        with engine.begin() as conn:
-            for statement in ALLOW[dialect]:
-                conn.execute(text(statement))
 
 
 def _unavailable(answer: Any) -> None:
@@ -222,7 +194,7 @@ def test_a_refused_audit_insert_is_503_and_stores_nothing(
     before = {t: count(runtime.engine, t) for t in ("signal", "client", "idempotency_record")}
     ask = {"purpose": "integrale-controle", "case_reference": "ZAAK-1",
            "query": {"subject": {"bsn": BSN}}}
-    with audit_refused(runtime.engine):
+    with inserts_refused(runtime.engine):
         _unavailable(api.post("/v1/signals", json=drugs(),
                               headers={**politie, "Idempotency-Key": "fault-1"}))
         _unavailable(api.post("/v1/signals/batch", json={"signals": [drugs(), drugs()]},
