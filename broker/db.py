@@ -64,6 +64,10 @@ def _configure_sqlite(engine: Engine, busy_timeout_ms: int) -> None:
         connection.exec_driver_sql(f"BEGIN {mode}".strip())
 
 
+LOOP_CONNECTIONS = 8
+"""Connections over the thread pool's share, for work done on the event loop itself."""
+
+
 def make_engine(url: str, *, busy_timeout_ms: int = 10_000, pool_size: int = 20) -> Engine:
     """Build the engine for a database URL, creating SQLite's folder when needed."""
     url = normalise_url(url)
@@ -75,7 +79,9 @@ def make_engine(url: str, *, busy_timeout_ms: int = 10_000, pool_size: int = 20)
             url,
             connect_args={"check_same_thread": False, "timeout": busy_timeout_ms / 1000},
             pool_size=pool_size,
-            max_overflow=pool_size,
+            # Beyond a thread pool that holds every connection (pool_size * 2 is the
+            # default thread limit), the event loop's own short reads and the appender.
+            max_overflow=pool_size + LOOP_CONNECTIONS,
             pool_timeout=30,
         )
         _configure_sqlite(engine, busy_timeout_ms)

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import re
-from datetime import date
+from datetime import UTC, date, datetime
 from typing import Annotated, Any, Final, Literal
 
 from pydantic import (
+    AfterValidator,
     AwareDatetime,
     BaseModel,
     BeforeValidator,
@@ -38,7 +39,18 @@ def _rfc3339_text(value: object) -> object:
     raise ValueError("must be an RFC 3339 date-time with offset, like 2026-11-20T09:00:00+01:00")
 
 
-Rfc3339DateTime = Annotated[AwareDatetime, BeforeValidator(_rfc3339_text)]
+def _in_utc(value: datetime) -> datetime:
+    """The time in UTC; one whose offset carries it past year 1 or 9999 is refused (422),
+    not left to fail later in a conversion."""
+    try:
+        return value.astimezone(UTC)
+    except OverflowError:
+        raise ValueError("the time lies outside the years 1 to 9999 in UTC") from None
+
+
+Rfc3339DateTime = Annotated[
+    AwareDatetime, BeforeValidator(_rfc3339_text), AfterValidator(_in_utc)
+]
 """A time as API.md wants it everywhere: RFC 3339 with offset (`Z` or `+01:00`); else 422."""
 
 
@@ -70,7 +82,7 @@ class SignalIn(Strict):
     legal_basis: Ident
     subject: SubjectIn
     location: LocationIn | None = None
-    observed_at: AwareDatetime
+    observed_at: Rfc3339DateTime
     description: Annotated[str, StringConstraints(max_length=4000)] | None = None
     attributes: dict[str, Any] = Field(default_factory=dict, max_length=100)
 

@@ -612,8 +612,7 @@ class AuditLog:
         Any failure of the append itself is `AuditUnavailable`.
         """
         unit = _Unit(draft, work, tuple(subjects), rows)
-        self._enqueue(unit)
-        if self._thread is None:
+        if not self._enqueue(unit):
             self._append([unit])
         assert unit.done is not None  # noqa: S101 - a thread caller's unit has its lock
         unit.done.acquire()
@@ -631,14 +630,17 @@ class AuditLog:
         if self._thread is None:
             return await asyncio.to_thread(self.record, draft, rows=rows, subjects=subjects)
         unit = _Unit(draft, None, tuple(subjects), rows, asyncio.get_running_loop())
-        self._enqueue(unit)
+        if not self._enqueue(unit):  # the appender stopped meanwhile: fail as closed
+            raise AuditUnavailable("The audit log is closed.")
         assert unit.future is not None  # noqa: S101 - an asyncio caller's unit has its future
         # A cancelled request cancels only its wait: the unit stays queued, its entry is
         # appended all the same, and `_wake` passes over a future already done.
         await unit.future
         return unit.recorded()
 
-    def _enqueue(self, unit: _Unit) -> None:
+    def _enqueue(self, unit: _Unit) -> bool:
+        """Check and encode a unit, and queue it if the appender thread runs; whether it
+        was queued (read once, so a `start()` meanwhile cannot lose the unit)."""
         _check_tokens(unit)
         if unit.work is None:
             pre_encode(unit, self._origin)
@@ -650,6 +652,7 @@ class AuditLog:
                 raise AuditUnavailable("The audit log is closed.")
             if thread is not None:
                 self._queue.put(unit)
+        return thread is not None
 
     def _run(self) -> None:
         try:

@@ -34,6 +34,8 @@ def test_rfc3339_with_offset_is_taken(text: str, expected: datetime) -> None:
     "2026-11-20T09:00+01:00", "2026-11-20T09:00:00+0100", "20261120T090000Z",
     "2026-11-20T09:00:00 01:00", "2026-11-20T09:00:00+01:00\n", "", "yesterday",
     "\u0662\u0660\u0662\u0666-11-20T09:00:00Z",
+    # Valid text whose offset carries it outside the years Python can hold in UTC.
+    "9999-12-31T23:59:59-23:59", "0001-01-01T00:00:00+01:00",
 ])
 def test_anything_else_is_refused(text: str) -> None:
     with pytest.raises(ValidationError):
@@ -60,3 +62,26 @@ def test_both_lists_filter_by_rfc3339_times(api: TestClient, auth_headers: Heade
                         params={"since": after.isoformat().replace("+00:00", "Z")})
         assert later.status_code == 200, later.text
         assert later.json()["items"] == [], path
+
+
+@pytest.mark.parametrize(("where", "value"), [
+    ("until", "9999-12-31T23:59:59-23:59"), ("since", "0001-01-01T00:00:00+01:00")])
+def test_times_past_the_calendar_are_422_not_500(
+    api: TestClient, auth_headers: Headers, where: str, value: str
+) -> None:
+    for path, headers in (("/v1/signals", auth_headers("netbeheerder", ["contributor"])),
+                          ("/v1/audit/entries", auth_headers("riec", ["privacy_officer"]))):
+        answer = api.get(path, headers=headers, params={where: value})
+        assert answer.status_code == 422, answer.text
+    signal = {**energy(), "observed_at": value}
+    answer = api.post("/v1/signals", json=signal,
+                      headers=auth_headers("netbeheerder", ["contributor"]))
+    assert answer.status_code == 422, answer.text
+
+
+def test_an_observation_time_as_a_bare_number_is_refused(
+    api: TestClient, auth_headers: Headers
+) -> None:
+    answer = api.post("/v1/signals", json={**energy(), "observed_at": 1732093200},
+                      headers=auth_headers("netbeheerder", ["contributor"]))
+    assert answer.status_code == 422, answer.text
