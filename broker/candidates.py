@@ -18,8 +18,9 @@ from sqlalchemy import Engine
 
 from broker import identifiers
 from broker.clock import as_utc
+from broker.db import read_rows
 from broker.disclosure_schemas import AddressQuery, AreaQuery, DisclosureQuery, SubjectQuery
-from broker.errors import FieldProblem, ServiceUnavailable, ValidationFailed
+from broker.errors import FieldProblem, ValidationFailed
 from broker.keys import KeyRing
 from broker.sealing import Unreadable, blind_token, unseal
 from broker.signals import address_key
@@ -173,17 +174,7 @@ def find(
     sql = _sql(engine.dialect.name, with_payload, by_token, len(lookup.signal_ids),
                len(ordered))
     params = ([lookup.token] if by_token else list(lookup.signal_ids)) + ordered + [limit]
-    try:
-        conn = engine.raw_connection()
-        try:
-            cursor = conn.cursor()
-            cursor.execute(sql, params)
-            rows = cursor.fetchall()
-            cursor.close()
-        finally:
-            conn.close()  # back to the pool, which rolls the read back
-    except Exception as exc:  # pool (SQLAlchemy) or driver (sqlite3, psycopg) errors alike
-        raise ServiceUnavailable("The signal store is not reachable.") from exc
+    rows = read_rows(engine, sql, params, "signal store")
     return [_candidate(row, with_payload) for row in rows]
 
 

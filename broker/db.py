@@ -26,7 +26,7 @@ from typing import Any
 from sqlalchemy import Connection, Engine, create_engine, event, text
 from sqlalchemy.engine import make_url
 
-from broker.errors import StartupError
+from broker.errors import ServiceUnavailable, StartupError
 
 
 def normalise_url(url: str) -> str:
@@ -164,6 +164,25 @@ def write_transaction(engine: Engine) -> Iterator[Connection]:
         conn = conn.execution_options(sqlite_begin="IMMEDIATE")
         with conn.begin():
             yield conn
+
+
+def read_rows(engine: Engine, sql: str, params: Any, what: str) -> list[Any]:
+    """One read statement straight on a pooled driver connection: for the hot reads of
+    every request, where SQLAlchemy's statement and transaction layers cost more than
+    the read. The pool rolls the read back when the connection returns. Any pool or
+    driver error is `ServiceUnavailable`, naming `what` could not be reached."""
+    try:
+        conn = engine.raw_connection()
+        try:
+            cursor = conn.cursor()
+            cursor.execute(sql, params)
+            rows = list(cursor.fetchall())
+            cursor.close()
+        finally:
+            conn.close()
+    except Exception as exc:  # pool (SQLAlchemy) or driver (sqlite3, psycopg) errors alike
+        raise ServiceUnavailable(f"The {what} is not reachable.") from exc
+    return rows
 
 
 def ping(engine: Engine) -> bool:

@@ -28,7 +28,7 @@ from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 from broker.actors import Actor, system_actor
 from broker.auth import secrets, tokens
 from broker.clock import rfc3339, utcnow
-from broker.db import write_transaction
+from broker.db import read_rows, write_transaction
 from broker.errors import (
     FieldProblem,
     InvalidClient,
@@ -278,20 +278,10 @@ def client_status(engine: Engine, client_id: str) -> ClientStatus | None:
     """
     sql, positional = _status_sql(engine.dialect)
     params: Any = (client_id,) if positional else {"client_id": client_id}
-    try:
-        conn = engine.raw_connection()
-        try:
-            cursor = conn.cursor()
-            cursor.execute(sql, params)
-            row = cursor.fetchone()
-            cursor.close()
-        finally:
-            conn.close()
-    except Exception as exc:  # pool (SQLAlchemy) or driver (sqlite3, psycopg) errors alike
-        raise ServiceUnavailable("The client store is not reachable.") from exc
-    if row is None:
+    rows = read_rows(engine, sql, params, "client store")
+    if not rows:
         return None
-    org, roles, kind, revoked = row
+    org, roles, kind, revoked = rows[0]
     return ClientStatus(client_id, org, role_set(roles), kind, revoked is not None)
 
 
