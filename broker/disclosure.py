@@ -15,8 +15,6 @@ only then completes the answer with the entry's `audit_seq`.
 
 from __future__ import annotations
 
-import base64
-import secrets
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime
@@ -24,6 +22,7 @@ from typing import Any, Final, TypeVar
 
 from sqlalchemy import Table
 
+from broker import randomness
 from broker.candidates import (
     Candidate,
     Lookup,
@@ -57,7 +56,7 @@ MAX_RELEASED: Final = 1000
 
 
 def new_disclosure_id() -> str:
-    return "dsc_" + base64.b32encode(secrets.token_bytes(15)).decode().lower()
+    return "dsc_" + randomness.token_b32(15)
 
 
 @dataclass(slots=True)

@@ -7,12 +7,12 @@ request's path and must not buffer or copy bodies.
 from __future__ import annotations
 
 import re
-import secrets
 from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
 
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from broker import randomness
 from broker.api.problems import problem_bytes
 from broker.errors import BadRequest, BrokerError, HeaderTooLarge, PayloadTooLarge
 
@@ -43,7 +43,7 @@ def _has_nul(scope: Scope) -> bool:
 
 
 def new_request_id() -> str:
-    return "req_" + secrets.token_hex(12)
+    return "req_" + randomness.token_hex(12)
 
 
 class _BodyTooLarge(StarletteHTTPException):

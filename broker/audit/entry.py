@@ -7,7 +7,9 @@ The log holds no personal data: subjects appear only as `subject_tag`s, keyed pe
 `encode_entry` and `decode_entry` go through the `rfc8785` package. The verifier, which
 must check a million entries in seconds, uses `canonical_json` / `is_canonical` instead:
 the standard library's C JSON encoder with RFC 8785's key order, equal to `rfc8785` on
-every value without floats (a property test holds them to it).
+every value without floats (a property test holds them to it). The appender encodes with
+`entry_json`, the model's own serialiser: the models are declared so that it writes the
+canonical form (also held to `rfc8785` by property tests).
 """
 
 from __future__ import annotations
@@ -32,6 +34,7 @@ from pydantic import (
     StrictInt,
     StrictStr,
 )
+from pydantic_core import PydanticSerializationError
 from typing_extensions import TypeAliasType
 
 VERSION: Final = 1
@@ -58,9 +61,12 @@ Action = Literal[
 ]
 Outcome = Literal["granted", "refused", "error"]
 
+SafeInt = Annotated[StrictInt, Field(ge=-MAX_SAFE_INTEGER, le=MAX_SAFE_INTEGER)]
+"""An RFC 8785 (I-JSON) integer."""
+
 Json = TypeAliasType(
     "Json",
-    "StrictStr | StrictInt | StrictBool | None | list[Json] | dict[StrictStr, Json]",
+    "StrictStr | SafeInt | StrictBool | None | list[Json] | dict[StrictStr, Json]",
 )
 """JSON without floats: the only values an entry may carry in its open-ended parts."""
 
@@ -88,64 +94,103 @@ def _check_date(value: str) -> str:
     return value
 
 
+def _utf16_key(key: str) -> bytes:
+    return key.encode("utf-16-be", "surrogatepass")
+
+
+def _prepare(value: Any) -> Any:
+    """Order every object's members by UTF-16 code units (RFC 8785) and refuse floats."""
+    if isinstance(value, dict):
+        keys = sorted(value) if all(k.isascii() for k in value) else sorted(value, key=_utf16_key)
+        return {k: _prepare(value[k]) for k in keys}
+    if isinstance(value, list):
+        return [_prepare(item) for item in value]
+    if isinstance(value, float) or (
+        isinstance(value, int) and not isinstance(value, bool) and abs(value) > MAX_SAFE_INTEGER
+    ):
+        raise EntryInvalid("only integers within 2**53 are allowed")
+    return value
+
+
 Time = Annotated[StrictStr, AfterValidator(_check_time)]
 Day = Annotated[StrictStr, AfterValidator(_check_date)]
 TransformSpec = StrictStr | dict[StrictStr, Json]
 """A transform by name (``"reveal"``) or with parameters (``{"generalise": "month"}``)."""
+def _ordered(value: dict[str, Any]) -> dict[str, Any]:
+    """A validated object with its members, at every depth, in RFC 8785 order."""
+    keys = sorted(value) if "".join(value).isascii() else sorted(value, key=_utf16_key)
+    return {k: _ordered_value(value[k]) for k in keys}
+
+
+def _ordered_value(value: Any) -> Any:
+    kind = type(value)
+    if kind is dict:
+        return _ordered(value)
+    if kind is list:
+        return [_ordered_value(item) for item in value]
+    return value
+
+
+Fields = Annotated[dict[StrictStr, TransformSpec], AfterValidator(_ordered)]
+Objects = Annotated[dict[StrictStr, Json], AfterValidator(_ordered)]
+"""Open-ended objects are held with their members in RFC 8785 order, at every depth."""
 
 
 class _Closed(BaseModel):
+    """Fields are declared in RFC 8785 order (a test holds them to it), and open-ended
+    objects are ordered on validation, so the model serialises to canonical bytes."""
+
     model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
 
 
 class Actor(_Closed):
     """Who acted: client and organisation, roles, and the acting person as a keyed tag."""
 
+    acting_user_tag: StrictStr | None = None
     client: StrictStr | None = None
     org: StrictStr | None = None
     roles: list[StrictStr] = Field(default_factory=list)
-    acting_user_tag: StrictStr | None = None
 
 
 class PolicyRef(_Closed):
     """The policy pack in force: its name and content hash."""
 
-    pack: StrictStr
     hash: StrictStr
+    pack: StrictStr
 
 
 class Item(_Closed):
     """One signal an act concerned: the rule that released it and what left, never values."""
 
-    signal_id: StrictStr
-    rule: StrictStr | None = None
-    legal_basis: StrictStr
     category: StrictStr
+    fields: Fields = Field(default_factory=dict)
+    legal_basis: StrictStr
+    rule: StrictStr | None = None
+    signal_id: StrictStr
     source: StrictStr
-    fields: dict[StrictStr, TransformSpec] = Field(default_factory=dict)
     subject_tags: list[StrictStr] = Field(default_factory=list)
 
 
 class Entry(_Closed):
     """One accountable act. The appender fills `v`, `origin`, `id`, `seq` and `time`."""
 
-    v: Literal[1] = VERSION
-    origin: StrictStr = Field(min_length=1)
+    action: Action
+    actor: Actor = Field(default_factory=Actor)
+    case_reference: StrictStr | None = None
+    confidential_until: Day | None = None
     id: StrictStr = Field(min_length=1)
+    items: list[Item] = Field(default_factory=list)
+    legal_basis: StrictStr | None = None
+    objects: Objects = Field(default_factory=dict)
+    origin: StrictStr = Field(min_length=1)
+    outcome: Outcome
+    policy: PolicyRef | None = None
+    purpose: StrictStr | None = None
+    reason: StrictStr | None = None
+    request_id: StrictStr | None = None
     seq: StrictInt = Field(ge=0, le=MAX_SAFE_INTEGER)
     time: Time
-    action: Action
-    outcome: Outcome
-    reason: StrictStr | None = None
-    actor: Actor = Field(default_factory=Actor)
-    purpose: StrictStr | None = None
-    case_reference: StrictStr | None = None
-    legal_basis: StrictStr | None = None
-    policy: PolicyRef | None = None
-    request_id: StrictStr | None = None
-    items: list[Item] = Field(default_factory=list)
-    objects: dict[StrictStr, Json] = Field(default_factory=dict)
-    confidential_until: Day | None = None
+    v: Literal[1] = VERSION
 
 
 ENTRY_FIELDS = frozenset(Entry.model_fields)
@@ -158,6 +203,24 @@ def format_time(moment: datetime) -> str:
         raise ValueError("entry times must be timezone-aware")
     utc = moment.astimezone(UTC)
     return f"{utc:%Y-%m-%dT%H:%M:%S}.{utc.microsecond // 1000:03d}Z"
+
+
+_serializer = Entry.__pydantic_serializer__
+
+
+def entry_json(entry: Entry) -> bytes:
+    """The entry's RFC 8785 bytes, straight from the model's own serialiser.
+
+    The models declare their fields in RFC 8785 order and hold open-ended objects ordered,
+    every integer lies within 2**53, and pydantic escapes strings as RFC 8785 does (short
+    escapes, lowercase ``\\u00xx`` for other controls, everything else literal UTF-8), so
+    its compact JSON is the canonical form; property tests hold it equal to `rfc8785`.
+    About ten times faster than dumping the model and encoding the dump.
+    """
+    try:
+        return _serializer.to_json(entry)
+    except PydanticSerializationError as exc:  # e.g. a lone surrogate in a string
+        raise EntryInvalid(f"entry cannot be canonicalised: {exc}") from None
 
 
 def encode_entry(entry: Entry) -> bytes:
@@ -224,24 +287,6 @@ def decode_entry(data: bytes) -> Entry:
     if encode_entry(entry) != data:
         raise EntryInvalid("entry bytes are not in canonical form")
     return entry
-
-
-def _utf16_key(key: str) -> bytes:
-    return key.encode("utf-16-be", "surrogatepass")
-
-
-def _prepare(value: Any) -> Any:
-    """Order every object's members by UTF-16 code units (RFC 8785) and refuse floats."""
-    if isinstance(value, dict):
-        keys = sorted(value) if all(k.isascii() for k in value) else sorted(value, key=_utf16_key)
-        return {k: _prepare(value[k]) for k in keys}
-    if isinstance(value, list):
-        return [_prepare(item) for item in value]
-    if isinstance(value, float) or (
-        isinstance(value, int) and not isinstance(value, bool) and abs(value) > MAX_SAFE_INTEGER
-    ):
-        raise EntryInvalid("only integers within 2**53 are allowed")
-    return value
 
 
 def canonical_json(value: Any) -> bytes:

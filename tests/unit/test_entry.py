@@ -24,6 +24,7 @@ from broker.audit.entry import (
     canonical_json,
     decode_entry,
     encode_entry,
+    entry_json,
     format_time,
     is_canonical,
     parse_canonical,
@@ -291,5 +292,45 @@ entries = st.builds(
 @given(entries)
 def test_random_entries_round_trip(entry: Entry) -> None:
     data = encode_entry(entry)
+    assert entry_json(entry) == data
     assert decode_entry(data) == entry
     assert parse_canonical(data) == entry.model_dump(mode="json")
+
+
+# --- The model's own serialiser writes the canonical form ---
+
+
+@pytest.mark.parametrize("model", [Actor, PolicyRef, Item, Entry])
+def test_fields_are_declared_in_rfc8785_order(model: type[Any]) -> None:
+    names = list(model.model_fields)
+    assert names == sorted(names)
+
+
+def test_the_model_serialises_to_the_expected_canonical_bytes() -> None:
+    assert entry_json(disclosure()) == EXPECTED
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.dictionaries(st.text(st.characters(exclude_categories=["Cs"]), max_size=6),
+                       json_values, max_size=5))
+def test_open_objects_are_held_in_rfc8785_order_at_every_depth(objects: dict[str, Any]) -> None:
+    values = disclosure().model_dump() | {"objects": objects}
+    entry = Entry(**values)
+    assert entry.objects == objects
+    assert entry_json(entry) == rfc8785.dumps(entry.model_dump(mode="json"))
+
+
+@pytest.mark.parametrize("change", [
+    {"objects": {"x": 2**53}},
+    {"objects": {"x": [{"y": -(2**53)}]}},
+])
+def test_the_model_refuses_integers_beyond_2_53_anywhere(change: dict[str, Any]) -> None:
+    values = disclosure().model_dump() | change
+    with pytest.raises(ValidationError):
+        Entry(**values)
+
+
+def test_entry_json_refuses_a_lone_surrogate() -> None:
+    values = disclosure().model_dump() | {"reason": "\ud800"}
+    with pytest.raises(EntryInvalid):
+        entry_json(Entry(**values))
