@@ -365,6 +365,8 @@ def main() -> None:
     parser.add_argument("--connections", type=int, default=32)
     parser.add_argument("--query", choices=["bag", "bsn"], default="bag")
     parser.add_argument("--profile", action="store_true")
+    parser.add_argument("--profile-out", type=Path,
+                        help="with --profile, also keep py-spy's raw samples in this file")
     parser.add_argument("--workers", type=int, default=WORKERS,
                         help="server processes per app (default 2)")
     args = parser.parse_args()
@@ -418,6 +420,8 @@ def main() -> None:
                 run_wrk(wrk, broker_url + "/v1/disclosures", broker_script, args.seconds,
                         args.connections)
                 time.sleep(seconds - args.seconds + 1)
+        if args.profile and args.profile_out is not None and profile_path.exists():
+            shutil.copyfile(profile_path, args.profile_out)
         verified = verify(env)
         report(args, probe_signals, echo_runs, broker_runs, appended, verified,
                profile_path if args.profile else None)

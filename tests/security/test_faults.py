@@ -29,7 +29,7 @@ from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
-from sqlalchemy import Engine, event, inspect, select, text
+from sqlalchemy import Connection, Engine, event, inspect, select, text
 
 from broker import migrate
 from broker.audit import service
@@ -269,20 +269,21 @@ def test_a_clock_jumping_back_keeps_seq_order_and_utc(runtime: Runtime) -> None:
 
 @contextlib.contextmanager
 def page_limit(engine: Engine) -> Iterator[Callable[[int | None], None]]:
-    """Cap the SQLite file at a page count on every connection the broker checks out;
+    """Cap the SQLite file at a page count in every transaction the broker begins (the
+    audit appender keeps its connection, so a cap set at checkout would miss it);
     `set(None)` lifts the cap again (space returns)."""
     limit: list[int | None] = [None]
 
-    def on_checkout(dbapi_connection: Any, _record: Any, _proxy: Any) -> None:
+    def on_begin(conn: Connection) -> None:
         pages = limit[0] if limit[0] is not None else 1_073_741_823
-        dbapi_connection.execute(f"PRAGMA max_page_count = {int(pages)}")
+        conn.connection.driver_connection.execute(f"PRAGMA max_page_count = {int(pages)}")
 
-    event.listen(engine, "checkout", on_checkout)
+    event.listen(engine, "begin", on_begin)
     try:
         yield lambda pages: limit.__setitem__(0, pages)
     finally:
         limit[0] = None
-        event.remove(engine, "checkout", on_checkout)
+        event.remove(engine, "begin", on_begin)
 
 
 def test_disk_full_is_503_and_recovers(
