@@ -119,7 +119,12 @@ TransformSpec = StrictStr | dict[StrictStr, Json]
 def _ordered(value: dict[str, Any]) -> dict[str, Any]:
     """A validated object with its members, at every depth, in RFC 8785 order."""
     keys = sorted(value) if "".join(value).isascii() else sorted(value, key=_utf16_key)
-    return {k: _ordered_value(value[k]) for k in keys}
+    out = {}
+    for key in keys:
+        item = value[key]
+        kind = type(item)
+        out[key] = item if kind is not dict and kind is not list else _ordered_value(item)
+    return out
 
 
 def _ordered_value(value: Any) -> Any:
