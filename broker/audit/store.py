@@ -487,6 +487,46 @@ def driver_nodes(driver: _Driver, coords: Sequence[tuple[int, int]]) -> list[byt
 # --- The appender ---
 
 
+class _RowsRefused(Exception):
+    """The merged insert of a batch's plain rows failed (the batch is written again)."""
+
+
+def _insert_isolated(conn: Connection, unit: _Unit) -> bool:
+    """Insert one unit's plain rows in a savepoint; on failure the unit gets
+    `AuditUnavailable` (its caller's answer) and nothing of it stays."""
+    savepoint = conn.begin_nested()
+    try:
+        for table, rows in unit.rows:
+            if rows:
+                insert_rows(conn, table, [dict(row) for row in rows])
+    except Exception as exc:  # noqa: BLE001 - the unit fails, the batch goes on
+        savepoint.rollback()
+        _log.error("audit rows refused; one act is not recorded",
+                   extra={"error_type": type(exc).__name__})
+        unit.error = AuditUnavailable("The audit log could not record the act.")
+        return False
+    savepoint.commit()
+    return True
+
+
+_Merged = dict[tuple[Table, tuple[str, ...]], list[dict[str, Any]]]
+
+
+def _merge_rows(merged: _Merged, unit: _Unit) -> None:
+    """Add a unit's plain rows to the batch's, one list per table and column set."""
+    for table, rows in unit.rows:
+        for row in rows:
+            merged.setdefault((table, tuple(row)), []).append(dict(row))
+
+
+def _insert_merged(conn: Connection, merged: _Merged) -> None:
+    for (table, _), rows in merged.items():
+        try:
+            insert_rows(conn, table, rows)
+        except Exception as exc:
+            raise _RowsRefused from exc
+
+
 class _BatchConnection:
     """The appender thread's own connection, kept from batch to batch.
 
@@ -743,7 +783,16 @@ class AuditLog:
     def _append(self, units: list[_Unit]) -> None:
         with self._lock:
             try:
-                tree, tail = self._write(units)
+                try:
+                    tree, tail = self._write(units)
+                except _RowsRefused:
+                    # One caller's rows failed the batch's merged insert: write the batch
+                    # again with each unit's rows in a savepoint, so only that caller fails.
+                    _log.warning("audit batch rows refused; the batch is written again",
+                                 extra={"batch": len(units)})
+                    for unit in units:
+                        unit.error, unit.result, unit.seq = None, None, -1
+                    tree, tail = self._write(units, isolate=True)
             except Exception as exc:  # noqa: BLE001 - fail closed, whatever went wrong
                 self._cache = None
                 self._last_failed = True
@@ -776,8 +825,15 @@ class AuditLog:
             return extend_checked(driver, cached, size, self._origin), tail
         return frontier(driver.conn, size), tail
 
-    def _write(self, units: list[_Unit]) -> tuple[merkle.CompactRange, bytes | None]:
-        """One transaction for the batch; returns the new frontier and last leaf hash."""
+    def _write(
+        self, units: list[_Unit], *, isolate: bool = False
+    ) -> tuple[merkle.CompactRange, bytes | None]:
+        """One transaction for the batch; returns the new frontier and last leaf hash.
+
+        Units' plain rows are merged into one insert per table and shape; if that insert
+        fails, `_RowsRefused` says so and `isolate` writes the batch again with each unit's
+        rows in a savepoint of their own, before its entry: a unit whose rows fail gets
+        `AuditUnavailable` and no entry, and the rest of the batch is written."""
         on_thread = self._thread is not None and threading.current_thread() is self._thread
         with (self._batch_connection.transaction() if on_thread
               else write_transaction(self._engine)) as conn:
@@ -793,14 +849,15 @@ class AuditLog:
             orgs: list[dict[str, Any]] = []
             subjects: list[dict[str, Any]] = []
             new_subjects: list[dict[str, Any]] = []
-            extra: dict[tuple[Table, tuple[str, ...]], list[dict[str, Any]]] = {}
+            extra: _Merged = {}
             for unit in units:
+                if isolate and unit.rows and not _insert_isolated(conn, unit):
+                    continue
                 built = self._run_unit(conn, unit, tree.size, moment, stamp, keys)
                 if built is None:
                     continue
-                for table, table_rows in unit.rows:
-                    for row in table_rows:
-                        extra.setdefault((table, tuple(row)), []).append(dict(row))
+                if not isolate:
+                    _merge_rows(extra, unit)
                 unit.seq = tree.size
                 entries.append(built.entry_row)
                 nodes.extend(
@@ -819,8 +876,7 @@ class AuditLog:
             ):
                 if rows:
                     insert_rows(conn, table, rows)
-            for (table, _), rows in extra.items():
-                insert_rows(conn, table, rows)
+            _insert_merged(conn, extra)
         return tree, tail
 
     def _run_unit(

@@ -14,11 +14,11 @@ from sqlalchemy import Connection, text
 
 from broker.audit.entry import decode_entry, subject_tag
 from broker.audit.merkle import leaf_hash
-from broker.audit.store import AuditLog
+from broker.audit.store import AuditLog, _Unit, pre_encode
 from broker.clock import utcnow
 from broker.errors import AuditUnavailable
 from broker.models import PolicyVersion
-from tests.audit.audit_kit import LogEnv, draft, inserts_refused
+from tests.audit.audit_kit import ORIGIN, LogEnv, draft, inserts_refused
 
 MakeLog = Callable[..., LogEnv]
 
@@ -366,3 +366,27 @@ def test_rows_are_written_in_the_entrys_transaction(make_log: MakeLog) -> None:
     assert policy_rows(env) == 2
     assert entry_count(env) == 1
     assert env.log.record(draft(3)).seq == 1
+
+
+def test_rows_that_fail_in_a_batch_fail_only_their_own_act(make_log: MakeLog) -> None:
+    """The batch's rows are merged into one insert per table; when that insert fails, the
+    batch is written again with each act's rows apart, and only the act whose rows cannot
+    be written is refused."""
+    env = make_log()
+    table = PolicyVersion.__table__
+    env.log.record(draft(0), rows=[(table, [_policy_row("h1")])])
+    units = [
+        _Unit(draft(1), None, (), [(table, [_policy_row("h2")])]),
+        _Unit(draft(2), None, (), [(table, [_policy_row("h1")])]),  # h1 exists: refused
+        _Unit(draft(3), None, ()),
+        _Unit(draft(4), None, (), [(table, [_policy_row("h3"), _policy_row("h4")])]),
+    ]
+    for unit in units:
+        pre_encode(unit, ORIGIN)
+    env.log._append(units)  # one batch, as the appender thread would write it
+    with pytest.raises(AuditUnavailable):
+        units[1].recorded()
+    assert [units[i].recorded().seq for i in (0, 2, 3)] == [1, 2, 3]
+    assert policy_rows(env) == 4  # h1 .. h4, each once
+    assert entry_count(env) == 4
+    assert env.verify().ok
