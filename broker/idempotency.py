@@ -13,6 +13,13 @@ answer without it, plus a random `ref` that is also written into the entry's
 `objects` (as `idempotency_ref`) and a lower bound of its seq; a replay finds
 the entry again from there. Record and entry are written in one transaction:
 no replay without its entry, and no second entry for a retry.
+
+A stored answer lives `idempotency_ttl_hours` (a day by default): after that a retry is
+a new request, and `broker retention run` deletes it. A stored answer may hold released
+signal values, sealed under the master key rather than the signal's own: so each record
+names the signals it mentions (`idempotency_signal`), and erasing a signal deletes those
+records in the erasure's transaction. A replay that meets an erased signal all the same
+is refused (409) rather than answered.
 """
 
 from __future__ import annotations
@@ -21,24 +28,26 @@ import hashlib
 import hmac
 import json
 import re
-import secrets
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
+from datetime import datetime, timedelta
 from typing import Any, Final
 
-from sqlalchemy import Connection, Engine, Table, select
+from sqlalchemy import Connection, Engine, Table, delete, select, tuple_
 from sqlalchemy.exc import IntegrityError
 
+from broker import randomness
 from broker.audit.entry import parse_json
 from broker.audit.tables import audit_entry, tree_size
-from broker.clock import utcnow
+from broker.clock import as_utc, utcnow
 from broker.errors import BadRequest, Conflict
 from broker.keys import KeyRing
-from broker.models import IdempotencyRecord
+from broker.models import IdempotencyRecord, Signal, idempotency_signal
 from broker.runtime import Runtime
 from broker.sealing import Unreadable, seal, unseal
 
 RECORD = IdempotencyRecord.__table__  # type: ignore[attr-defined]
+SIGNAL = Signal.__table__  # type: ignore[attr-defined]
 _KEY = re.compile(r"^[\x21-\x7e]{1,200}$")
 MARK: Final = "idempotency_ref"
 """The key, in an audit entry's `objects`, of the ref that ties it to its first answer."""
@@ -86,16 +95,29 @@ def begin(client_id: str, key: str | None, route: str, body: Any) -> IdempotentR
     return IdempotentRequest(client_id, key, route, digest(route, body))
 
 
-def replay(engine: Engine, keys: KeyRing, request: IdempotentRequest) -> Replay | None:
-    """The stored first answer of this key, None if there is none; 409 if the body differs."""
+def replay(
+    engine: Engine, keys: KeyRing, request: IdempotentRequest, lifetime: timedelta
+) -> Replay | None:
+    """The stored first answer of this key, None if there is none or it is older than
+    `lifetime`; 409 if the body differs or a signal it mentions was erased."""
     with engine.connect() as conn:
         row = conn.execute(
             select(RECORD).where(
                 RECORD.c.client_id == request.client_id, RECORD.c.key == request.key
             )
         ).first()
-    if row is None:
-        return None
+        if row is None or as_utc(row.created_at) < utcnow() - lifetime:
+            return None
+        erased = conn.execute(
+            select(idempotency_signal.c.signal_id)
+            .outerjoin(SIGNAL, SIGNAL.c.id == idempotency_signal.c.signal_id)
+            .where(idempotency_signal.c.client_id == request.client_id,
+                   idempotency_signal.c.key == request.key,
+                   (SIGNAL.c.id.is_(None)) | SIGNAL.c.erased_at.is_not(None))
+            .limit(1)
+        ).first()
+    if erased is not None:
+        raise Conflict("The first answer to this Idempotency-Key is no longer available.")
     same = hmac.compare_digest(row.request_hash, request.fingerprint(keys))
     if row.route != request.route or not same:
         raise Conflict("This Idempotency-Key was used with another request.")
@@ -109,13 +131,34 @@ def replay(engine: Engine, keys: KeyRing, request: IdempotentRequest) -> Replay 
 
 
 def remember(
-    keys: KeyRing, request: IdempotentRequest, status_code: int, body: Any
+    keys: KeyRing,
+    request: IdempotentRequest,
+    status_code: int,
+    body: Any,
+    *,
+    lifetime: timedelta,
+    signal_ids: Sequence[str] = (),
 ) -> Callable[[Connection], None]:
-    """A write that stores the first answer; run it inside the request's transaction."""
+    """A write that stores the first answer, and the signals it mentions; run it inside
+    the request's transaction. An expired record of the same key gives way to it."""
     sealed = seal(keys.active("master"), json.dumps(body).encode(), request.aad)
     fingerprint = request.fingerprint(keys)
+    mentioned = sorted(set(signal_ids))
 
     def work(conn: Connection) -> None:
+        stale = conn.execute(
+            select(RECORD.c.id).where(
+                RECORD.c.client_id == request.client_id, RECORD.c.key == request.key,
+                RECORD.c.created_at < utcnow() - lifetime,
+            )
+        ).first()
+        if stale is not None:
+            _delete_records(conn, [(request.client_id, request.key)])
+        if mentioned:
+            conn.execute(idempotency_signal.insert(), [
+                {"client_id": request.client_id, "key": request.key, "signal_id": signal_id}
+                for signal_id in mentioned
+            ])
         conn.execute(
             RECORD.insert().values(
                 client_id=request.client_id,
@@ -131,6 +174,45 @@ def remember(
         )
 
     return work
+
+
+def _delete_records(conn: Connection, keys: Sequence[tuple[str, str]]) -> int:
+    """Delete records by (client id, key), with their signal rows; how many went."""
+    if not keys:
+        return 0
+    gone = 0
+    for start in range(0, len(keys), 500):
+        chunk = list(keys[start : start + 500])
+        conn.execute(delete(idempotency_signal).where(
+            tuple_(idempotency_signal.c.client_id, idempotency_signal.c.key).in_(chunk)))
+        gone += conn.execute(delete(RECORD).where(
+            tuple_(RECORD.c.client_id, RECORD.c.key).in_(chunk))).rowcount
+    return gone
+
+
+def forget_signals(conn: Connection, signal_ids: Sequence[str]) -> int:
+    """Delete every stored answer that mentions one of these signals (run in the
+    erasure's transaction); how many went."""
+    keys: set[tuple[str, str]] = set()
+    for start in range(0, len(signal_ids), 500):
+        rows = conn.execute(
+            select(idempotency_signal.c.client_id, idempotency_signal.c.key).where(
+                idempotency_signal.c.signal_id.in_(list(signal_ids[start : start + 500])))
+        ).all()
+        keys.update((row.client_id, row.key) for row in rows)
+    return _delete_records(conn, sorted(keys))
+
+
+def forget_expired(conn: Connection, lifetime: timedelta, now: datetime) -> int:
+    """Delete the stored answers older than `lifetime`; how many went."""
+    rows = conn.execute(
+        select(RECORD.c.client_id, RECORD.c.key).where(RECORD.c.created_at < now - lifetime)
+    ).all()
+    return _delete_records(conn, [(row.client_id, row.key) for row in rows])
+
+
+def lifetime_of(runtime: Runtime) -> timedelta:
+    return timedelta(hours=runtime.settings.idempotency_ttl_hours)
 
 
 # --- Audited acts ---
@@ -152,15 +234,16 @@ def begin_audited(
     request = begin(client_id, key, route, body)
     if request is None:
         return None
-    return AuditedRequest(request, org, "idr_" + secrets.token_hex(12))
+    return AuditedRequest(request, org, "idr_" + randomness.token_hex(12))
 
 
 def replay_audited(
-    engine: Engine, keys: KeyRing, audited: AuditedRequest
+    engine: Engine, keys: KeyRing, audited: AuditedRequest, lifetime: timedelta
 ) -> dict[str, Any] | None:
-    """The first answer to this key with its `audit_seq`, None if there is none; 409 if the
-    body differs, or if the first answer's entry cannot be found (the log was tampered)."""
-    earlier = replay(engine, keys, audited.request)
+    """The first answer to this key with its `audit_seq`, None if there is none (or it
+    expired); 409 if the body differs, if a signal it mentions was erased, or if the first
+    answer's entry cannot be found (the log was tampered)."""
+    earlier = replay(engine, keys, audited.request, lifetime)
     if earlier is None:
         return None
     stored = earlier.body
@@ -223,8 +306,10 @@ def record_audited(
     """
     with runtime.engine.connect() as conn:
         after = tree_size(conn)  # the entry's seq can only be higher
+    mentioned = [str(item["signal_id"]) for item in draft.get("items") or ()]
     store = remember(runtime.keys, audited.request, status_code,
-                     {"answer": dict(answer), "after": after, "ref": audited.ref})
+                     {"answer": dict(answer), "after": after, "ref": audited.ref},
+                     lifetime=lifetime_of(runtime), signal_ids=mentioned)
 
     def both(conn: Connection) -> None:
         if work is not None:
@@ -238,7 +323,7 @@ def record_audited(
     try:
         recorded = runtime.audit.record(marked, work=both, subjects=subjects)
     except IntegrityError:
-        earlier = replay_audited(runtime.engine, runtime.keys, audited)
+        earlier = replay_audited(runtime.engine, runtime.keys, audited, lifetime_of(runtime))
         if earlier is None:
             raise
         return earlier

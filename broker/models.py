@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import Column, DateTime, Index, LargeBinary, UniqueConstraint
+from sqlalchemy import Column, DateTime, Index, LargeBinary, String, Table, UniqueConstraint
 from sqlmodel import Field, SQLModel
 
 TZ = DateTime(timezone=True)
@@ -87,6 +87,17 @@ class IdempotencyRecord(SQLModel, table=True):
     wrapped_key: bytes = Field(sa_column=Column(LargeBinary, nullable=False))
     ciphertext: bytes = Field(sa_column=Column(LargeBinary, nullable=False))
     created_at: datetime = Field(index=True, sa_type=TZ)
+
+
+idempotency_signal = Table(
+    "idempotency_signal",
+    SQLModel.metadata,
+    Column("client_id", String(40), primary_key=True),
+    Column("key", String(200), primary_key=True),
+    Column("signal_id", String(40), primary_key=True),
+    Index("ix_idempotency_signal_signal_id", "signal_id"),
+)
+"""The signals a stored first answer mentions: erasing one deletes the answer (0004)."""
 
 
 class PolicyVersion(SQLModel, table=True):

@@ -12,7 +12,6 @@ from __future__ import annotations
 import base64
 import binascii
 import json
-import secrets
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
@@ -20,7 +19,7 @@ from typing import Any, Final
 
 from sqlalchemy import Connection, Row, and_, or_, select, update
 
-from broker import idempotency
+from broker import idempotency, randomness
 from broker.actors import Actor, person_tag
 from broker.candidates import Candidate, payload_of, signal_subject_token
 from broker.clock import as_utc, rfc3339, utcnow
@@ -58,7 +57,7 @@ class Person:
 
 
 def new_reidentification_id() -> str:
-    return "rid_" + base64.b32encode(secrets.token_bytes(15)).decode().lower()
+    return "rid_" + randomness.token_b32(15)
 
 
 def _aad(request_id: str) -> bytes:
@@ -139,7 +138,8 @@ def request(
     once = idempotency.begin_audited(person.client_id, person.org, key,
                                      "reidentifications.create", body.model_dump(mode="json"))
     if once is not None:
-        earlier = idempotency.replay_audited(runtime.engine, runtime.keys, once)
+        earlier = idempotency.replay_audited(runtime.engine, runtime.keys, once,
+                                              idempotency.lifetime_of(runtime))
         if earlier is not None:
             return earlier
     with runtime.engine.connect() as conn:

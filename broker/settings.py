@@ -42,6 +42,9 @@ class Settings(BaseSettings):
     token_rate_per_minute: int = Field(default=60, ge=1)
     request_rate_per_minute: int = Field(default=6000, ge=1)
     fishing_subjects_per_hour: int = Field(default=200, ge=1)
+    idempotency_ttl_hours: int = Field(default=24, ge=1, le=24 * 30)
+    """How long a first answer stored under an Idempotency-Key is replayed; `broker
+    retention run` deletes older ones."""
 
     log_level: str = "INFO"
     debug: bool = False

@@ -13,7 +13,6 @@ import base64
 import binascii
 import json
 import re
-import secrets
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -21,7 +20,7 @@ from typing import Any
 
 from sqlalchemy import Connection, and_, delete, or_, select, update
 
-from broker import identifiers
+from broker import idempotency, identifiers, randomness
 from broker.actors import Actor
 from broker.clock import as_utc, rfc3339, utcnow
 from broker.errors import FieldProblem, NotFound, ValidationFailed
@@ -48,7 +47,7 @@ _SIGNAL_ID = re.compile(r"sig_[a-z2-7]{24}")
 
 
 def new_signal_id() -> str:
-    return "sig_" + base64.b32encode(secrets.token_bytes(15)).decode().lower()
+    return "sig_" + randomness.token_b32(15)
 
 
 def denied(
@@ -452,6 +451,7 @@ def erase_signal(
         if changed != 1:
             raise NotFound("No such signal.")
         conn.execute(delete(INDEX).where(INDEX.c.signal_id == signal_id))
+        idempotency.forget_signals(conn, [signal_id])
 
     draft = {
         "action": action,
@@ -471,8 +471,19 @@ def erase_signal(
     runtime.audit.record(draft, work=work)
 
 
-def run_retention(runtime: Runtime, actor: Actor, *, now: datetime | None = None) -> int:
-    """Shred every signal past its retention date, with one `retention_run` entry; the count."""
+@dataclass(frozen=True, slots=True)
+class RetentionRun:
+    erased: int
+    """Signals shredded."""
+    answers_deleted: int
+    """Stored Idempotency-Key answers deleted: expired, or naming a shredded signal."""
+
+
+def run_retention(
+    runtime: Runtime, actor: Actor, *, now: datetime | None = None
+) -> RetentionRun:
+    """Shred every signal past its retention date and delete expired stored answers, with
+    one `retention_run` entry."""
     moment = now or utcnow()
     with runtime.engine.connect() as conn:
         rows = conn.execute(
@@ -481,8 +492,10 @@ def run_retention(runtime: Runtime, actor: Actor, *, now: datetime | None = None
             )
         ).all()
     ids = [row.id for row in rows]
+    lifetime = idempotency.lifetime_of(runtime)
 
-    def work(conn: Connection) -> None:
+    def work(conn: Connection) -> int:
+        deleted = idempotency.forget_expired(conn, lifetime, moment)
         if ids:
             conn.execute(
                 update(SIGNAL)
@@ -490,6 +503,8 @@ def run_retention(runtime: Runtime, actor: Actor, *, now: datetime | None = None
                 .values(wrapped_key=None, ciphertext=None, erased_at=utcnow())
             )
             conn.execute(delete(INDEX).where(INDEX.c.signal_id.in_(ids)))
+            deleted += idempotency.forget_signals(conn, ids)
+        return deleted
 
     draft = {
         "action": "retention_run",
@@ -508,5 +523,5 @@ def run_retention(runtime: Runtime, actor: Actor, *, now: datetime | None = None
         ],
         "objects": {"erased": len(ids)},
     }
-    runtime.audit.record(draft, work=work)
-    return len(ids)
+    recorded = runtime.audit.record(draft, work=work)
+    return RetentionRun(len(ids), recorded.result)

@@ -66,7 +66,7 @@ async def _answer(request: Request, caller: Caller, body: Body, service: Service
         caller.client_id, caller.org, key, route, body.model_dump(mode="json"))
     if once is not None:
         earlier = await run_in_threadpool(idempotency.replay_audited, runtime.engine,
-                                          runtime.keys, once)
+                                          runtime.keys, once, idempotency.lifetime_of(runtime))
         if earlier is not None:
             return JSONResponse(earlier)
     asker = Asker(actor_of(runtime.keys, caller), caller.client_id, caller.org, body.purpose,

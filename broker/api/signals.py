@@ -42,14 +42,18 @@ def _create(
     request = idempotency.begin(
         caller.client_id, key, route, [b.model_dump(mode="json") for b in bodies]
     )
+    lifetime = idempotency.lifetime_of(runtime)
     if request:
-        earlier = idempotency.replay(runtime.engine, runtime.keys, request)
+        earlier = idempotency.replay(runtime.engine, runtime.keys, request, lifetime)
         if earlier:
             return JSONResponse(earlier.body, status_code=earlier.status_code)
     actor = actor_of(runtime.keys, caller)
 
     def remember(answers: list[dict[str, Any]]) -> Any:
-        return idempotency.remember(runtime.keys, request, 201, wrap(answers)) if request else None
+        if not request:
+            return None
+        return idempotency.remember(runtime.keys, request, 201, wrap(answers),
+                                    lifetime=lifetime, signal_ids=[a["id"] for a in answers])
 
     try:
         answers = signals.create_signals(
@@ -64,7 +68,7 @@ def _create(
     except Exception:
         # A concurrent retry with the same key may have won the race: answer as it did.
         if request:
-            earlier = idempotency.replay(runtime.engine, runtime.keys, request)
+            earlier = idempotency.replay(runtime.engine, runtime.keys, request, lifetime)
             if earlier:
                 return JSONResponse(earlier.body, status_code=earlier.status_code)
         raise

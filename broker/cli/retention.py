@@ -24,8 +24,12 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
 def run_retention(args: argparse.Namespace) -> int:
     runtime = open_runtime(get_settings())
     try:
-        erased = signals.run_retention(runtime, system_actor("retention"))
+        run = signals.run_retention(runtime, system_actor("retention"))
     finally:
         runtime.close()
-    print(json.dumps({"erased": erased}) if args.json else f"erased {erased} signals")
+    if args.json:
+        print(json.dumps({"erased": run.erased, "answers_deleted": run.answers_deleted}))
+    else:
+        print(f"erased {run.erased} signals; deleted {run.answers_deleted} stored "
+              "Idempotency-Key answers")
     return 0

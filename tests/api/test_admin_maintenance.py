@@ -135,8 +135,8 @@ def test_retention_shreds_expired_signals(
 
     contributor = auth_headers("netbeheerder", ["contributor"])
     created = api.post("/v1/signals", json=energy_signal(), headers=contributor).json()
-    assert signals.run_retention(runtime, system_actor("test")) == 0
+    assert signals.run_retention(runtime, system_actor("test")).erased == 0
     later = utcnow() + timedelta(days=400)
-    assert signals.run_retention(runtime, system_actor("test"), now=later) == 1
+    assert signals.run_retention(runtime, system_actor("test"), now=later).erased == 1
     assert api.get(f"/v1/signals/{created['id']}", headers=contributor).status_code == 404
     assert _entries(runtime, "retention_run") == 2

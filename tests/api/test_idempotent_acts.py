@@ -10,14 +10,18 @@ import hashlib
 import json
 import threading
 from collections.abc import Callable
+from datetime import timedelta
 from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
-from sqlalchemy import text
+from sqlalchemy import text, update
 
-from broker.idempotency import MARK
+from broker.actors import system_actor
+from broker.clock import utcnow
+from broker.idempotency import MARK, RECORD, SIGNAL
 from broker.runtime import Runtime
+from broker.signals import run_retention
 from tests.api.disclosure_kit import BAG_ID, BSN, POSTCODE, drugs, energy, entry_at, log_size
 from tests.audit.audit_kit import inserts_refused
 
@@ -189,3 +193,93 @@ def test_a_retried_reidentification_request_is_one_request(
     assert entry.seq == first.json()["audit_seq"]
     changed = {**pseudonymised["body"], "justification": "Another reason"}
     assert api.post("/v1/reidentifications", json=changed, headers=headers).status_code == 409
+
+
+# --- Lifetime and erasure of stored answers ---
+
+
+def _stored(runtime: Runtime) -> tuple[int, int]:
+    with runtime.engine.connect() as conn:
+        records = conn.execute(text("SELECT count(*) FROM idempotency_record")).scalar_one()
+        mentions = conn.execute(text("SELECT count(*) FROM idempotency_signal")).scalar_one()
+    return int(records), int(mentions)
+
+
+def test_erasing_a_released_signal_deletes_the_stored_answer(
+    api: TestClient, auth_headers: Headers, runtime: Runtime
+) -> None:
+    """A stored disclosure answer holds the released values under the master key, not the
+    signal's own: erasure must take it along, or a retry would still hand them out."""
+    politie = auth_headers("politie", ["contributor"])
+    made = api.post("/v1/signals", json=drugs(), headers=politie).json()
+    path, body, _ = ACTS["disclosure"]
+    gemeente = {**auth_headers("gemeente", ["requester"]), "Idempotency-Key": "k-erase"}
+    first = api.post(path, json=body, headers=gemeente)
+    assert first.status_code == 200 and first.json()["signals"], first.text
+    assert _stored(runtime) == (1, 1)
+    assert api.delete(f"/v1/signals/{made['id']}", headers=politie).status_code == 204
+    assert _stored(runtime) == (0, 0)
+    again = api.post(path, json=body, headers=gemeente)  # a new request now
+    assert again.status_code == 200, again.text
+    assert again.json()["disclosure_id"] != first.json()["disclosure_id"]
+    assert again.json()["signals"] == []
+
+
+def test_a_replay_never_answers_with_an_erased_signal(
+    api: TestClient, auth_headers: Headers, runtime: Runtime
+) -> None:
+    """Second guard: a record that still names an erased signal is refused, not replayed."""
+    politie = auth_headers("politie", ["contributor"])
+    made = api.post("/v1/signals", json=drugs(), headers=politie).json()
+    path, body, _ = ACTS["disclosure"]
+    gemeente = {**auth_headers("gemeente", ["requester"]), "Idempotency-Key": "k-guard"}
+    assert api.post(path, json=body, headers=gemeente).status_code == 200
+    with runtime.engine.begin() as conn:  # erased behind the service's back
+        conn.execute(update(SIGNAL).where(SIGNAL.c.id == made["id"])
+                     .values(erased_at=utcnow(), wrapped_key=None, ciphertext=None))
+    again = api.post(path, json=body, headers=gemeente)
+    assert again.status_code == 409, again.text
+    assert again.headers["content-type"] == "application/problem+json"
+    assert BSN not in again.text
+
+
+def test_an_expired_answer_is_not_replayed_and_the_retention_run_deletes_it(
+    api: TestClient, auth_headers: Headers, runtime: Runtime, signals: None
+) -> None:
+    path, body, _ = ACTS["disclosure"]
+    gemeente = {**auth_headers("gemeente", ["requester"]), "Idempotency-Key": "k-old"}
+    first = api.post(path, json=body, headers=gemeente).json()
+    assert api.post(path, json=body, headers=gemeente).json() == first  # within its life
+    other = {**gemeente, "Idempotency-Key": "k-other"}
+    api.post(path, json=body, headers=other)
+    hours = runtime.settings.idempotency_ttl_hours + 1
+    aged = update(RECORD).where(RECORD.c.key == "k-old").values(
+        created_at=utcnow() - timedelta(hours=hours))
+    with runtime.engine.begin() as conn:  # the first record is now past its lifetime
+        conn.execute(aged)
+    again = api.post(path, json=body, headers=gemeente)  # a new request, not a replay
+    assert again.status_code == 200, again.text
+    assert again.json()["disclosure_id"] != first["disclosure_id"]
+    assert again.json()["audit_seq"] > first["audit_seq"]
+    assert _stored(runtime)[0] == 2  # the new answer replaced the expired one
+    with runtime.engine.begin() as conn:
+        conn.execute(aged)
+    run = run_retention(runtime, system_actor("test"))
+    assert run.answers_deleted == 1
+    with runtime.engine.connect() as conn:
+        keys = conn.execute(text("SELECT key FROM idempotency_record")).scalars().all()
+    assert keys == ["k-other"]
+
+
+def test_erasing_a_signal_deletes_the_stored_answer_of_its_creation(
+    api: TestClient, auth_headers: Headers, runtime: Runtime
+) -> None:
+    politie = {**auth_headers("politie", ["contributor"]), "Idempotency-Key": "k-create"}
+    made = api.post("/v1/signals", json=drugs(), headers=politie)
+    assert made.status_code == 201, made.text
+    assert _stored(runtime) == (1, 1)
+    signal_id = made.json()["id"]
+    assert api.delete(f"/v1/signals/{signal_id}", headers=politie).status_code == 204
+    assert _stored(runtime) == (0, 0)
+    again = api.post("/v1/signals", json=drugs(), headers=politie)  # a new request now
+    assert again.status_code == 201 and again.json()["id"] != signal_id

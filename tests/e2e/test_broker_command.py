@@ -124,7 +124,8 @@ def test_clients_keys_and_retention_commands(env: dict[str, str]) -> None:
     assert bad.returncode == 1
     rotated = json.loads(broker(env, "keys", "rotate", "pseudonym", "--json").stdout)
     assert rotated == {"key": "pseudonym", "version": 2}
-    assert json.loads(broker(env, "retention", "run", "--json").stdout) == {"erased": 0}
+    assert json.loads(broker(env, "retention", "run", "--json").stdout) == {
+        "erased": 0, "answers_deleted": 0}
     usage = broker(env, "keys", "rotate", "blind_index", check=False)
     assert usage.returncode == 2
 
