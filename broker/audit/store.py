@@ -34,6 +34,7 @@ from datetime import datetime
 from typing import Any, Final, Generic, TypeVar, overload
 
 from sqlalchemy import Connection, DateTime, Engine, LargeBinary, Table, text
+from sqlalchemy.exc import DBAPIError
 
 from broker import randomness
 from broker.audit import merkle
@@ -783,16 +784,7 @@ class AuditLog:
     def _append(self, units: list[_Unit]) -> None:
         with self._lock:
             try:
-                try:
-                    tree, tail = self._write(units)
-                except _RowsRefused:
-                    # One caller's rows failed the batch's merged insert: write the batch
-                    # again with each unit's rows in a savepoint, so only that caller fails.
-                    _log.warning("audit batch rows refused; the batch is written again",
-                                 extra={"batch": len(units)})
-                    for unit in units:
-                        unit.error, unit.result, unit.seq = None, None, -1
-                    tree, tail = self._write(units, isolate=True)
+                tree, tail = self._write_batch(units)
             except Exception as exc:  # noqa: BLE001 - fail closed, whatever went wrong
                 self._cache = None
                 self._last_failed = True
@@ -810,6 +802,28 @@ class AuditLog:
             self._last_failed = False
             self.damaged = None
         _settle(units)
+
+    def _write_batch(self, units: list[_Unit]) -> tuple[merkle.CompactRange, bytes | None]:
+        """`_write`, once more when it failed in a way a second try can mend (nothing of a
+        failed try was committed): one caller's rows failed the merged insert (again with
+        each unit's rows apart, so only that caller fails), or the appender's kept
+        connection was lost (the server restarted, an idle connection was cut: again on
+        a new one, as the pool's pre-ping would have opened)."""
+        try:
+            return self._write(units)
+        except _RowsRefused:
+            _log.warning("audit batch rows refused; the batch is written again",
+                         extra={"batch": len(units)})
+            isolate = True
+        except DBAPIError as exc:
+            if not exc.connection_invalidated:
+                raise
+            _log.warning("audit connection lost; the batch is written again",
+                         extra={"batch": len(units)})
+            isolate = False
+        for unit in units:
+            unit.error, unit.result, unit.seq = None, None, -1
+        return self._write(units, isolate=isolate)
 
     def _tree(self, driver: _Driver) -> tuple[merkle.CompactRange, bytes | None]:
         """The frontier at the stored size: the cached one if the stored tail is ours, the

@@ -390,3 +390,22 @@ def test_rows_that_fail_in_a_batch_fail_only_their_own_act(make_log: MakeLog) ->
     assert policy_rows(env) == 4  # h1 .. h4, each once
     assert entry_count(env) == 4
     assert env.verify().ok
+
+
+def test_a_lost_connection_costs_no_act(make_log: MakeLog) -> None:
+    """The appender keeps its connection between batches; when the server drops it (a
+    restart, an idle connection cut), the next batch is written on a new one instead of
+    failing its callers."""
+    env = make_log()
+    if not env.postgres:
+        pytest.skip("SQLite connections are not dropped by a server")
+    env.log.start()
+    assert env.log.record(draft(0)).seq == 0
+    with env.engine.connect() as conn:
+        cut = conn.execute(text(
+            "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity"
+            " WHERE datname = current_database() AND pid <> pg_backend_pid()")).scalar_one()
+    assert cut >= 1  # the appender's own connection among them
+    assert env.log.record(draft(1)).seq == 1
+    assert entry_count(env) == 2
+    assert env.verify().ok
