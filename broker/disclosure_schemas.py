@@ -161,6 +161,17 @@ class ReidentificationIn(Strict):
     justification: FreeText
 
 
+class LegalHoldIn(Strict):
+    case_reference: CaseReference
+
+
+class LegalHoldOut(BaseModel):
+    signal_id: str
+    case_reference: str
+    placed_by: str
+    placed_at: str
+
+
 class DecisionIn(Strict):
     approve: StrictBool
     reason: FreeText

@@ -100,6 +100,17 @@ idempotency_signal = Table(
 """The signals a stored first answer mentions: erasing one deletes the answer (0004)."""
 
 
+legal_hold = Table(
+    "legal_hold",
+    SQLModel.metadata,
+    Column("signal_id", String(40), primary_key=True),
+    Column("case_reference", String(64), nullable=False),
+    Column("placed_by", String(40), nullable=False),
+    Column("placed_at", TZ, nullable=False),
+)
+"""Signals kept from erasure while a case needs them (0005)."""
+
+
 class PolicyVersion(SQLModel, table=True):
     """Every pack ever loaded, by content hash, so a rule can be read years later."""
 

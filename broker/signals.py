@@ -23,15 +23,20 @@ from sqlalchemy import Connection, and_, delete, or_, select, update
 from broker import idempotency, identifiers, randomness
 from broker.actors import Actor
 from broker.clock import as_utc, rfc3339, utcnow
-from broker.errors import FieldProblem, NotFound, ValidationFailed
+from broker.errors import Conflict, FieldProblem, NotFound, ValidationFailed
 from broker.keys import KeyRing
-from broker.models import Signal, SignalIndex
+from broker.models import Signal, SignalIndex, legal_hold
 from broker.policy.load import Pack
 from broker.runtime import Runtime
 from broker.schemas import SignalIn
 from broker.sealing import Unreadable, blind_token, seal, unseal
 
 SIGNAL = Signal.__table__  # type: ignore[attr-defined]
+
+
+def _under_hold() -> Conflict:
+    return Conflict("This signal is under a legal hold: it cannot be erased until the hold "
+                    "is lifted.")
 INDEX = SignalIndex.__table__  # type: ignore[attr-defined]
 
 # The one identifier each subject type must carry, and the fields it may carry.
@@ -421,6 +426,13 @@ def list_signals(
     return items, next_cursor
 
 
+def is_held(conn: Connection, signal_id: str) -> bool:
+    """Is the signal under a legal hold (see `broker.legal_holds`)?"""
+    return conn.execute(
+        select(legal_hold.c.signal_id).where(legal_hold.c.signal_id == signal_id)
+    ).first() is not None
+
+
 def erase_signal(
     runtime: Runtime,
     actor: Actor,
@@ -432,7 +444,8 @@ def erase_signal(
     reason: str | None = "retracted",
 ) -> None:
     """Destroy a signal's data key and index tokens (crypto-shredding), audited; 404
-    (audited) unless it is one of `org`'s live signals."""
+    (audited) unless it is one of `org`'s live signals; 409 (audited) while it is under a
+    legal hold."""
     with runtime.engine.connect() as conn:
         row = conn.execute(
             select(SIGNAL.c.id, SIGNAL.c.category, SIGNAL.c.legal_basis).where(
@@ -441,8 +454,24 @@ def erase_signal(
         ).first()
     if row is None:
         raise denied(runtime, actor, org, signal_id, request="signal_erase", request_id=request_id)
+    with runtime.engine.connect() as conn:
+        held = is_held(conn, signal_id)
+    if held:
+        runtime.audit.record({
+            "action": "refusal",
+            "outcome": "refused",
+            "reason": "legal_hold",
+            "actor": actor.as_entry(),
+            "request_id": request_id,
+            "items": [{"signal_id": signal_id, "category": row.category, "source": org,
+                       "legal_basis": row.legal_basis}],
+            "objects": {"request": action},
+        })
+        raise _under_hold()
 
     def work(conn: Connection) -> None:
+        if is_held(conn, signal_id):  # placed since the check above
+            raise _under_hold()
         changed = conn.execute(
             update(SIGNAL)
             .where(SIGNAL.c.id == signal_id, SIGNAL.c.erased_at.is_(None))
@@ -488,7 +517,8 @@ def run_retention(
     with runtime.engine.connect() as conn:
         rows = conn.execute(
             select(SIGNAL.c.id, SIGNAL.c.category, SIGNAL.c.legal_basis, SIGNAL.c.source).where(
-                SIGNAL.c.retention_until < moment, SIGNAL.c.erased_at.is_(None)
+                SIGNAL.c.retention_until < moment, SIGNAL.c.erased_at.is_(None),
+                SIGNAL.c.id.not_in(select(legal_hold.c.signal_id)),  # held: passed by
             )
         ).all()
     ids = [row.id for row in rows]

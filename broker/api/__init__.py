@@ -16,6 +16,7 @@ def routers() -> list[APIRouter]:
         audit,
         disclosures,
         health,
+        legal_holds,
         maintenance,
         oauth,
         reference,
@@ -27,6 +28,7 @@ def routers() -> list[APIRouter]:
     return [
         disclosures.router,
         signals.router,
+        legal_holds.router,
         oauth.router,
         health.router,
         reference.router,

@@ -58,6 +58,8 @@ Action = Literal[
     "audit_read",
     "retention_run",
     "alert",
+    "legal_hold_placed",
+    "legal_hold_lifted",
 ]
 Outcome = Literal["granted", "refused", "error"]
 

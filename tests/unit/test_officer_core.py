@@ -5,11 +5,13 @@ from __future__ import annotations
 import re
 from datetime import date, timedelta
 from pathlib import Path
+from typing import get_args
 
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from broker.audit.entry import Action, Outcome
 from broker.keys import create_key_ring, load_key_ring, rotate_key
 from broker.officer import chart, session
 from broker.officer.i18n import EN, NL, Translator
@@ -119,3 +121,10 @@ def test_both_catalogues_have_the_same_labels_and_placeholders() -> None:
 ])
 def test_transforms_in_words(spec: object, words: str) -> None:
     assert Translator("nl").transform(spec) == words
+
+
+@pytest.mark.parametrize("catalogue", [NL, EN], ids=["nl", "en"])
+def test_every_audit_action_and_outcome_has_a_label(catalogue: dict[str, str]) -> None:
+    missing = [f"action.{a}" for a in get_args(Action) if f"action.{a}" not in catalogue]
+    missing += [f"outcome.{o}" for o in get_args(Outcome) if f"outcome.{o}" not in catalogue]
+    assert not missing

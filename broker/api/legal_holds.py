@@ -1,0 +1,51 @@
+"""Legal holds on the organisation's own signals (role `privacy_officer`)."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, Path, Response
+
+from broker import legal_holds
+from broker.actors import actor_of
+from broker.api.deps import RequestIdDep, RuntimeDep
+from broker.api.routing import StrictJSONRoute
+from broker.auth.deps import Caller, require_acting
+from broker.disclosure_schemas import LegalHoldIn, LegalHoldOut
+from broker.runtime import Runtime
+
+router = APIRouter(route_class=StrictJSONRoute, prefix="/v1/signals", tags=["legal holds"])
+Officer = Annotated[Caller, Depends(require_acting("privacy_officer"))]
+SignalId = Annotated[str, Path(max_length=64)]
+
+
+def _officer(runtime: Runtime, caller: Caller, request_id: str | None) -> legal_holds.Officer:
+    return legal_holds.Officer(actor_of(runtime.keys, caller), caller.client_id, caller.org,
+                               request_id)
+
+
+@router.post("/{signal_id}/hold", status_code=201, response_model=LegalHoldOut)
+def place_hold(signal_id: SignalId, body: LegalHoldIn, runtime: RuntimeDep, caller: Officer,
+               request_id: RequestIdDep) -> dict[str, Any]:
+    """Keep one of your organisation's signals from erasure while a case needs it: it
+    cannot be retracted (409) and the retention run passes it by. 409 if it is held
+    already; 404 for any id that is not one of your organisation's live signals."""
+    officer = _officer(runtime, caller, request_id)
+    return legal_holds.place(runtime, officer, signal_id, body.case_reference).as_answer()
+
+
+@router.get("/{signal_id}/hold", response_model=LegalHoldOut)
+def read_hold(signal_id: SignalId, runtime: RuntimeDep, caller: Officer,
+              request_id: RequestIdDep) -> dict[str, Any]:
+    """The hold on one of your organisation's signals; 404 if it is not held."""
+    officer = _officer(runtime, caller, request_id)
+    return legal_holds.current(runtime, officer, signal_id).as_answer()
+
+
+@router.delete("/{signal_id}/hold", status_code=204)
+def lift_hold(signal_id: SignalId, runtime: RuntimeDep, caller: Officer,
+              request_id: RequestIdDep) -> Response:
+    """Lift the hold: the signal follows the ordinary rules again (a signal past its
+    retention date goes at the next retention run)."""
+    legal_holds.lift(runtime, _officer(runtime, caller, request_id), signal_id)
+    return Response(status_code=204)

@@ -1,0 +1,112 @@
+"""Legal holds: a privacy officer keeps the organisation's signal from retraction and the
+retention run until the hold is lifted; every step audited. SQLite and PostgreSQL."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import timedelta
+
+from fastapi.testclient import TestClient
+from sqlalchemy import text
+
+from broker import signals
+from broker.actors import system_actor
+from broker.clock import utcnow
+from broker.runtime import Runtime
+from tests.api.disclosure_kit import drugs, energy
+
+Headers = Callable[..., dict[str, str]]
+PROBLEM = "application/problem+json"
+
+
+def _actions(runtime: Runtime, since: int) -> list[tuple[str, str | None]]:
+    with runtime.engine.connect() as conn:
+        rows = conn.execute(text("SELECT seq, action, bytes FROM audit_entry WHERE seq >= :s"
+                                 " ORDER BY seq"), {"s": since}).all()
+    reasons = []
+    for _seq, action, data in rows:
+        raw = bytes(data)
+        reason = "legal_hold" if b'"reason":"legal_hold"' in raw else None
+        reasons.append((action, reason))
+    return reasons
+
+
+def _size(runtime: Runtime) -> int:
+    with runtime.engine.connect() as conn:
+        return int(conn.execute(text("SELECT count(*) FROM audit_entry")).scalar_one())
+
+
+def test_a_held_signal_survives_retraction_and_retention_until_the_hold_is_lifted(
+    api: TestClient, auth_headers: Headers, runtime: Runtime
+) -> None:
+    netbeheerder = auth_headers("netbeheerder", ["contributor"])
+    officer = auth_headers("netbeheerder", ["privacy_officer"])
+    signal_id = api.post("/v1/signals", json=energy(), headers=netbeheerder).json()["id"]
+    start = _size(runtime)
+
+    placed = api.post(f"/v1/signals/{signal_id}/hold", json={"case_reference": "RB-2026-17"},
+                      headers=officer)
+    assert placed.status_code == 201, placed.text
+    assert placed.json()["case_reference"] == "RB-2026-17"
+    assert api.get(f"/v1/signals/{signal_id}/hold", headers=officer).json() == placed.json()
+    again = api.post(f"/v1/signals/{signal_id}/hold", json={"case_reference": "RB-2026-18"},
+                     headers=officer)
+    assert again.status_code == 409
+
+    refused = api.delete(f"/v1/signals/{signal_id}", headers=netbeheerder)
+    assert refused.status_code == 409, refused.text
+    assert refused.headers["content-type"] == PROBLEM
+    later = utcnow() + timedelta(days=4000)
+    assert signals.run_retention(runtime, system_actor("test"), now=later).erased == 0
+    assert api.get(f"/v1/signals/{signal_id}", headers=netbeheerder).status_code == 200
+
+    assert api.delete(f"/v1/signals/{signal_id}/hold", headers=officer).status_code == 204
+    assert api.get(f"/v1/signals/{signal_id}/hold", headers=officer).status_code == 404
+    assert signals.run_retention(runtime, system_actor("test"), now=later).erased == 1
+    assert api.get(f"/v1/signals/{signal_id}", headers=netbeheerder).status_code == 404
+    assert _actions(runtime, start) == [
+        ("legal_hold_placed", None),
+        ("refusal", "legal_hold"),
+        ("retention_run", None),
+        ("legal_hold_lifted", None),
+        ("retention_run", None),
+    ]
+
+
+def test_a_hold_covers_only_the_officers_own_live_signals(
+    api: TestClient, auth_headers: Headers, runtime: Runtime
+) -> None:
+    politie = auth_headers("politie", ["contributor"])
+    theirs = api.post("/v1/signals", json=drugs(), headers=politie).json()["id"]
+    officer = auth_headers("netbeheerder", ["privacy_officer"])
+    for signal_id in (theirs, "sig_" + "a" * 24, "not-an-id"):
+        answer = api.post(f"/v1/signals/{signal_id}/hold", json={"case_reference": "RB-1"},
+                          headers=officer)
+        assert answer.status_code == 404, answer.text
+        assert answer.headers["content-type"] == PROBLEM
+        assert api.delete(f"/v1/signals/{signal_id}/hold", headers=officer).status_code == 404
+    with runtime.engine.connect() as conn:
+        assert conn.execute(text("SELECT count(*) FROM legal_hold")).scalar_one() == 0
+
+
+def test_a_hold_names_a_case_number_not_free_text(
+    api: TestClient, auth_headers: Headers
+) -> None:
+    netbeheerder = auth_headers("netbeheerder", ["contributor"])
+    signal_id = api.post("/v1/signals", json=energy(), headers=netbeheerder).json()["id"]
+    officer = auth_headers("netbeheerder", ["privacy_officer"])
+    for body in ({}, {"case_reference": "Jan Jansen, Kanaalstraat 12"},
+                 {"case_reference": "RB-1", "note": "x"}):
+        answer = api.post(f"/v1/signals/{signal_id}/hold", json=body, headers=officer)
+        assert answer.status_code == 422, answer.text
+        assert "Jansen" not in answer.text
+
+
+def test_only_a_privacy_officer_places_a_hold(
+    api: TestClient, auth_headers: Headers
+) -> None:
+    netbeheerder = auth_headers("netbeheerder", ["contributor"])
+    signal_id = api.post("/v1/signals", json=energy(), headers=netbeheerder).json()["id"]
+    answer = api.post(f"/v1/signals/{signal_id}/hold", json={"case_reference": "RB-1"},
+                      headers=netbeheerder)
+    assert answer.status_code == 403
