@@ -1915,6 +1915,25 @@ def _print_reidentification(s: Session, data: dict[str, Any]) -> None:
     s.out.text(render_pairs(sorted(data.items())))
 
 
+def cmd_signals_hold(s: Session) -> int:
+    a = s.args
+    path = f"/v1/signals/{_path_segment(a.id)}/hold"
+    if a.lift:
+        s.broker.call("DELETE", path)
+        if s.out.as_json:
+            s.out.json({"lifted": a.id})
+        else:
+            s.out.text(f"hold on {a.id} lifted: the ordinary rules apply again")
+        return EXIT_OK
+    hold = s.broker.post(path, {"case_reference": a.case}) if a.case else s.broker.get(path)
+    if s.out.as_json:
+        s.out.json(hold)
+    else:
+        s.out.text(f"{hold.get('signal_id')} is held for {hold.get('case_reference')} "
+                   f"since {hold.get('placed_at')} (by {hold.get('placed_by')})")
+    return EXIT_OK
+
+
 def cmd_reid_request(s: Session) -> int:
     a = s.args
     data = s.broker.post("/v1/reidentifications", {
@@ -2588,6 +2607,17 @@ def _add_signal_commands(c: _Commands) -> None:
                     "retract a signal: its content becomes unreadable for good")
     retract.add_argument("id")
     retract.add_argument("--yes", action="store_true", help="do not ask for confirmation")
+    hold = c.add(signals, "hold", cmd_signals_hold,
+                 "privacy officer: keep a signal from erasure for a case, show or lift it",
+                 "Place a legal hold on one of your organisation's signals (--case), show "
+                 "the hold (no flag), or lift it (--lift). A held signal cannot be retracted "
+                 "and the retention run passes it by.",
+                 "  sluis signals hold sig_... --case RB-2026-17\n"
+                 "  sluis signals hold sig_...\n  sluis signals hold sig_... --lift")
+    hold.add_argument("id")
+    which = hold.add_mutually_exclusive_group()
+    which.add_argument("--case", help="the case number the hold is for (places the hold)")
+    which.add_argument("--lift", action="store_true", help="lift the hold")
 
 
 def _add_request_commands(c: _Commands) -> None:

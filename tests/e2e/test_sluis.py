@@ -461,3 +461,31 @@ def test_tls_certificates_are_verified(run_sluis: SluisRunner, tmp_path: Path) -
     finally:
         server.shutdown()
         server.server_close()
+
+
+def test_a_privacy_officer_holds_and_lifts_a_signal(
+    run_sluis: SluisRunner, netbeheerder: dict[str, str], sluis_broker: ServedBroker,
+    tmp_path: Path,
+) -> None:
+    made = run_broker(sluis_broker.env, "clients", "create", "--org", "netbeheerder", "--name",
+                      "FG netbeheerder", "--roles", "privacy_officer", "--kind", "personal",
+                      "--json")
+    officer_env = client_env(tmp_path / "fg", sluis_broker.url, json.loads(made.stdout),
+                             acting_user=None)
+    submitted = run_sluis(netbeheerder, "signals", "submit", *ENERGY, "--bag-id",
+                          "0599010000000012", "--postcode", "3072AB", "--house-number", "12",
+                          "--attr", "kwh_per_month=2400", "--attr", "meter_seal_broken=true",
+                          "--observed-at", "2026-11-20T09:00:00+01:00", "--json")
+    assert submitted.returncode == 0, submitted.stderr
+    signal_id = json.loads(submitted.stdout)["id"]
+    placed = run_sluis(officer_env, "signals", "hold", signal_id, "--case", "RB-2026-17")
+    assert placed.returncode == 0, placed.stderr
+    assert f"{signal_id} is held for RB-2026-17" in placed.stdout
+    shown = json.loads(run_sluis(officer_env, "signals", "hold", signal_id, "--json").stdout)
+    assert shown["case_reference"] == "RB-2026-17"
+    refused = run_sluis(netbeheerder, "signals", "retract", signal_id, "--yes")
+    assert refused.returncode == 1
+    assert one_error_line(refused).startswith("sluis: 409 ")
+    lifted = run_sluis(officer_env, "signals", "hold", signal_id, "--lift")
+    assert lifted.returncode == 0 and "lifted" in lifted.stdout
+    assert run_sluis(netbeheerder, "signals", "retract", signal_id, "--yes").returncode == 0
