@@ -10,7 +10,7 @@ from anyio import to_thread
 from fastapi import FastAPI
 
 from broker import __version__
-from broker.api import observe, routers
+from broker.api import disclosures, fastlane, observe, routers
 from broker.api.middleware import RequestGuard
 from broker.api.openapi import declare_security
 from broker.api.problems import install_problem_handlers
@@ -49,6 +49,7 @@ def create_app(settings: Settings | None = None, *, runtime: Runtime | None = No
     for router in routers():
         app.include_router(router)
     declare_security(app)
+    fastlane.install(app, disclosures.router, disclosures.LANES)
     app.add_middleware(
         RequestGuard,
         max_body_bytes=settings.max_body_bytes,

@@ -15,12 +15,13 @@ import threading
 from typing import Annotated, TypeVar
 
 from fastapi import APIRouter, Depends, Header, Request
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
 from starlette.concurrency import run_in_threadpool
 
 from broker import disclosure, idempotency
 from broker.actors import actor_of
 from broker.api.deps import get_request_id
+from broker.api.fastlane import Lane, Serve
 from broker.api.routing import StrictJSONRoute
 from broker.auth.deps import Caller, require_acting
 from broker.disclosure import Service
@@ -38,7 +39,8 @@ from broker.ratelimit import AbuseLimits
 from broker.runtime import Runtime
 
 router = APIRouter(route_class=StrictJSONRoute, prefix="/v1", tags=["disclosures"])
-Requester = Annotated[Caller, Depends(require_acting("requester"))]
+requester = require_acting("requester")
+Requester = Annotated[Caller, Depends(requester)]
 IdempotencyKey = Annotated[str | None, Header(alias="Idempotency-Key")]
 Body = TypeVar("Body", bound=PurposeBound)
 _LIMITS_LOCK = threading.Lock()
@@ -115,3 +117,20 @@ async def create_area_summary(body: AreaSummaryIn, request: Request, caller: Req
     """Counts per category over a postcode area; small counts suppressed."""
     return await _answer(request, caller, body, disclosure.prepare_area_summary,
                          idempotency_key, "area-summaries.create")
+
+
+def _served_by(service: Service[Body], route: str) -> Serve:
+    async def serve(request: Request, caller: Caller, body: Body, key: str | None) -> Response:
+        return await _answer(request, caller, body, service, key, route)
+
+    return serve
+
+
+LANES = [
+    Lane("/v1/disclosures", DisclosureIn, requester,
+         _served_by(disclosure.prepare_disclosure, "disclosures.create")),
+    Lane("/v1/hits", HitIn, requester, _served_by(disclosure.prepare_hit, "hits.create")),
+    Lane("/v1/area-summaries", AreaSummaryIn, requester,
+         _served_by(disclosure.prepare_area_summary, "area-summaries.create")),
+]
+"""The routes above, served in the fast lane (`broker.api.fastlane`) when plain."""

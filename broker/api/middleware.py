@@ -7,20 +7,13 @@ request's path and must not buffer or copy bodies.
 from __future__ import annotations
 
 import re
-from collections.abc import Awaitable, Callable, MutableMapping
-from typing import Any
 
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from broker import randomness
+from broker.api.asgi import ASGIApp, Message, Receive, Scope, Send
 from broker.api.problems import problem_bytes
 from broker.errors import BadRequest, BrokerError, HeaderTooLarge, PayloadTooLarge
-
-Scope = MutableMapping[str, Any]
-Message = MutableMapping[str, Any]
-Receive = Callable[[], Awaitable[Message]]
-Send = Callable[[Message], Awaitable[None]]
-ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 
 _REQUEST_ID = re.compile(rb"^[A-Za-z0-9._:-]{1,128}$")
 

@@ -1,12 +1,15 @@
 """The one audit appender: group commit of entries into the insert-only Merkle log.
 
 Callers (request threads) hand a work unit to `AuditLog.record` and block until their
-entry is durable. One appender thread takes every queued unit (up to a cap), opens one
-write transaction (SQLite `BEGIN IMMEDIATE`; PostgreSQL `pg_advisory_xact_lock`, so
-several processes serialise), runs each unit's `work` in a savepoint, numbers and encodes
-the entries, inserts them with the tree nodes they complete, commits, and only then tells
-each caller its `seq`. Fail closed: if the transaction fails, every caller of the batch
-gets `AuditUnavailable` and nothing is written.
+entry is durable; coroutines await `AuditLog.record_async`, whose units wait for the
+event loop's next turn and are queued together, so one wake-up of the appender takes all
+that the loop's requests recorded meanwhile. One appender thread takes every queued unit
+(up to a cap), opens one write transaction (SQLite `BEGIN IMMEDIATE`; PostgreSQL
+`pg_advisory_xact_lock`, so several processes serialise), runs each unit's `work` in a
+savepoint, numbers and encodes the entries, inserts them with the tree nodes they
+complete, commits, and only then tells each caller its `seq`. Fail closed: if the
+transaction fails, every caller of the batch gets `AuditUnavailable` and nothing is
+written.
 
 The tree's right frontier (a `CompactRange`) is cached between batches and checked
 against the stored tail at the start of each. When another process appended meanwhile,
@@ -595,6 +598,7 @@ class AuditLog:
         self._clock = clock
         self.signer = signer or CheckpointSigner(engine, keys, settings)
         self._queue: queue.SimpleQueue[_Unit | object] = queue.SimpleQueue()
+        self._held: dict[asyncio.AbstractEventLoop, list[_Unit]] = {}
         self._lock = threading.Lock()
         self._door = threading.Lock()  # no unit enters the queue behind the stop marker
         self._cache: merkle.CompactRange | None = None
@@ -710,14 +714,43 @@ class AuditLog:
         thread. Without a running appender thread, the append runs in the thread pool."""
         if self._thread is None:
             return await asyncio.to_thread(self.record, draft, rows=rows, subjects=subjects)
-        unit = _Unit(draft, None, tuple(subjects), rows, asyncio.get_running_loop())
-        if not self._enqueue(unit):  # the appender stopped meanwhile: fail as closed
-            raise AuditUnavailable("The audit log is closed.")
+        loop = asyncio.get_running_loop()
+        unit = _Unit(draft, None, tuple(subjects), rows, loop)
+        self._check_open(unit)
+        # Held back until the loop's next turn, then queued with every unit its other
+        # requests made meanwhile: the appender wakes once for all of them and writes
+        # them as one batch, where queued one by one each wake-up would take what had
+        # arrived so far, often one unit, and pay a transaction and an fsync for it.
+        held = self._held.get(loop)
+        if held is None:
+            held = self._held[loop] = []
+            loop.call_soon(self._release_held, loop)
+        held.append(unit)
         assert unit.future is not None  # noqa: S101 - an asyncio caller's unit has its future
         # A cancelled request cancels only its wait: the unit stays queued, its entry is
         # appended all the same, and `_wake` passes over a future already done.
         await unit.future
         return unit.recorded()
+
+    def _check_open(self, unit: _Unit) -> None:
+        """Check and encode an asyncio caller's unit; `AuditUnavailable` once closed."""
+        _check_tokens(unit)
+        pre_encode(unit, self._origin)
+        if self._closed:
+            raise AuditUnavailable("The audit log is closed.")
+
+    def _release_held(self, loop: asyncio.AbstractEventLoop) -> None:
+        """On `loop`: queue the units its requests recorded since the last turn, all at
+        once (or fail them, if the log closed meanwhile)."""
+        units = self._held.pop(loop, [])
+        with self._door:
+            if not self._closed:
+                for unit in units:
+                    self._queue.put(unit)
+                return
+        for unit in units:
+            unit.error = AuditUnavailable("The audit log is closed.")
+        _wake(units)
 
     def _enqueue(self, unit: _Unit) -> bool:
         """Check and encode a unit, and queue it if the appender thread runs; whether it

@@ -10,7 +10,7 @@ from collections.abc import Callable
 from typing import Any
 
 import pytest
-from sqlalchemy import Connection, text
+from sqlalchemy import Connection, event, text
 
 from broker.audit.entry import decode_entry, subject_tag
 from broker.audit.merkle import leaf_hash
@@ -320,6 +320,45 @@ def test_200_concurrent_tasks_await_gap_free_entries_and_the_log_verifies(
     assert report.ok, report.problems
     assert report.size == 200
     assert env.scalar("SELECT count(*) FROM audit_subject") == 7
+
+
+def test_entries_recorded_in_one_turn_of_the_loop_are_one_batch(make_log: MakeLog) -> None:
+    """What the loop's tasks record in one turn reaches the appender together: one
+    transaction, where queued one by one the appender would wake for the first alone."""
+    env = make_log()
+    env.log.start()
+    commits: list[int] = []
+    event.listen(env.engine, "commit", lambda conn: commits.append(1))
+
+    async def call(number: int) -> int:
+        time.sleep(0.002)  # a local read lets go of the GIL: the appender could run now
+        return (await env.log.record_async(draft(number))).seq
+
+    async def main() -> list[int]:
+        return list(await asyncio.gather(*(call(n) for n in range(40))))
+
+    assert sorted(asyncio.run(main())) == list(range(40))
+    assert len(commits) == 1
+
+
+def test_entries_held_when_the_log_closes_are_refused_not_lost(make_log: MakeLog) -> None:
+    """A unit held for the loop's next turn when the log closes fails as closed (503):
+    its caller was never told it was recorded, and nothing of it is written."""
+    env = make_log()
+    env.log.start()
+
+    async def main() -> BaseException | None:
+        held = asyncio.ensure_future(env.log.record_async(draft(1)))
+        await asyncio.sleep(0)  # the task ran up to its wait; its unit is held
+        env.log.close()
+        try:
+            await held
+        except AuditUnavailable as exc:
+            return exc
+        return None
+
+    assert isinstance(asyncio.run(main()), AuditUnavailable)
+    assert entry_count(env) == 0
 
 
 def test_a_cancelled_wait_still_leaves_its_entry(make_log: MakeLog) -> None:
