@@ -16,6 +16,7 @@ from broker.audit.entry import decode_entry, subject_tag
 from broker.audit.merkle import leaf_hash
 from broker.audit.store import AuditLog, _Unit, pre_encode
 from broker.clock import utcnow
+from broker.db import writer_lock
 from broker.errors import AuditUnavailable
 from broker.models import PolicyVersion
 from tests.audit.audit_kit import ORIGIN, LogEnv, draft, inserts_refused
@@ -338,6 +339,33 @@ def test_entries_recorded_in_one_turn_of_the_loop_are_one_batch(make_log: MakeLo
         return list(await asyncio.gather(*(call(n) for n in range(40))))
 
     assert sorted(asyncio.run(main())) == list(range(40))
+    assert len(commits) == 1
+
+
+def test_what_arrives_while_another_writer_holds_sqlite_is_one_batch(
+    make_log: MakeLog,
+) -> None:
+    """On SQLite the appender gathers its batch once the writer lock is its own: entries
+    recorded while another writer held the lock go in together, in one transaction."""
+    env = make_log()
+    lock = writer_lock(env.engine)
+    if lock is None:
+        pytest.skip("PostgreSQL appenders serialise in the transaction (advisory lock)")
+    env.log.start()
+    commits: list[int] = []
+    event.listen(env.engine, "commit", lambda conn: commits.append(1))
+    seqs: list[int] = []
+    with lock.held():  # another writer's turn
+        callers = [threading.Thread(target=lambda n=n: seqs.append(env.log.record(draft(n)).seq))
+                   for n in range(12)]
+        for caller in callers:
+            caller.start()
+            time.sleep(0.01)  # one by one, as requests come
+        time.sleep(0.2)
+        assert commits == []
+    for caller in callers:
+        caller.join(30)
+    assert sorted(seqs) == list(range(12))
     assert len(commits) == 1
 
 
