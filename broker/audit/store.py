@@ -71,6 +71,7 @@ _log = logging.getLogger("broker.audit")
 APPENDER_FILLS = frozenset({"v", "origin", "id", "seq", "time"})
 SUBJECT_KEY_BYTES = 32
 DEFAULT_BATCH_CAP = 1000
+"""Units one batch gathers at most (a loop turn's units stay together, so it may hold more)."""
 MAX_PARAMETERS = 30_000
 """Bound parameters per statement: under SQLite's 32766 and PostgreSQL's 65535."""
 FOREIGN_CHECK_LIMIT = 10_000
@@ -602,7 +603,8 @@ class AuditLog:
         self._batch_cap = max(1, batch_cap)
         self._clock = clock
         self.signer = signer or CheckpointSigner(engine, keys, settings)
-        self._queue: queue.SimpleQueue[_Unit | object] = queue.SimpleQueue()
+        # Queued: lists of units (a loop turn's units travel together), or _STOP.
+        self._queue: queue.SimpleQueue[list[_Unit] | object] = queue.SimpleQueue()
         self._held: dict[asyncio.AbstractEventLoop, list[_Unit]] = {}
         self._lock = threading.Lock()
         self._door = threading.Lock()  # no unit enters the queue behind the stop marker
@@ -750,8 +752,7 @@ class AuditLog:
         units = self._held.pop(loop, [])
         with self._door:
             if not self._closed:
-                for unit in units:
-                    self._queue.put(unit)
+                self._queue.put(units)
                 return
         for unit in units:
             unit.error = AuditUnavailable("The audit log is closed.")
@@ -770,7 +771,7 @@ class AuditLog:
             if self._closed:
                 raise AuditUnavailable("The audit log is closed.")
             if thread is not None:
-                self._queue.put(unit)
+                self._queue.put([unit])
         return thread is not None
 
     def _run(self) -> None:
@@ -796,7 +797,7 @@ class AuditLog:
             # while another process wrote joins it, so under load the lock is taken once
             # for more entries instead of more often for fewer.
             with self._batch_connection.turn():
-                batch: list[_Unit] = [] if stop else [first]  # type: ignore[list-item]
+                batch: list[_Unit] = [] if stop else list(first)  # type: ignore[call-overload]
                 while not stop and len(batch) < cap:
                     try:
                         more = get_nowait()
@@ -805,7 +806,7 @@ class AuditLog:
                     if more is _STOP:
                         stop = True
                     else:
-                        batch.append(more)  # type: ignore[arg-type]
+                        batch.extend(more)  # type: ignore[arg-type]
                 if batch:
                     self._commit(batch)
             if batch:
@@ -818,12 +819,13 @@ class AuditLog:
         """Fail whatever was queued behind the stop marker."""
         while True:
             try:
-                unit = self._queue.get_nowait()
+                units = self._queue.get_nowait()
             except queue.Empty:
                 return
-            if isinstance(unit, _Unit):
-                unit.error = AuditUnavailable("The audit log is closed.")
-                _settle([unit])
+            if isinstance(units, list):
+                for unit in units:
+                    unit.error = AuditUnavailable("The audit log is closed.")
+                _settle(units)
 
     def _append(self, units: list[_Unit]) -> None:
         self._commit(units)
