@@ -7,6 +7,10 @@ instead of one blocked thread per request. On SQLite the service runs on the eve
 itself (its reads are local page reads of a few microseconds, and a thread-pool round
 trip costs more than the work, measured in bench/disclosure_bench.py); on PostgreSQL,
 whose reads wait on the network, it runs in the thread pool.
+
+A plain request to these routes is served by the fast lane (`broker.api.fastlane`, see
+`LANES`) with the same `_answer`; the routes below serve every other request and
+describe all of them in the OpenAPI document.
 """
 
 from __future__ import annotations
