@@ -172,6 +172,15 @@ class LegalHoldOut(BaseModel):
     placed_at: str
 
 
+class LegalHoldListed(LegalHoldOut):
+    category: str
+
+
+class LegalHoldPage(BaseModel):
+    items: list[LegalHoldListed]
+    next_cursor: str | None
+
+
 class DecisionIn(Strict):
     approve: StrictBool
     reason: FreeText

@@ -6,7 +6,8 @@ as a refusal) and the retention run passes it by; lifting the hold returns it to
 ordinary rules, so a signal past its retention date is erased by the next run. Placing
 and lifting are audited (`legal_hold_placed`, `legal_hold_lifted`). A hold concerns the
 officer's own organisation's live signals only: any other id is the same audited 404 as
-on the signal routes.
+on the signal routes. An officer lists the organisation's holds (`listed`), newest
+first, optionally for one case.
 """
 
 from __future__ import annotations
@@ -15,8 +16,9 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Connection, delete, select
+from sqlalchemy import Connection, and_, delete, or_, select
 
+from broker import cursors
 from broker.actors import Actor
 from broker.clock import as_utc, rfc3339, utcnow
 from broker.errors import Conflict, NotFound
@@ -25,6 +27,7 @@ from broker.runtime import Runtime
 from broker.signals import denied, is_held
 
 SIGNAL = Signal.__table__  # type: ignore[attr-defined]
+CURSOR_PREFIX = "h1|"
 
 
 @dataclass(frozen=True, slots=True)
@@ -120,3 +123,37 @@ def lift(runtime: Runtime, officer: Officer, signal_id: str) -> None:
 
     runtime.audit.record(_draft("legal_hold_lifted", officer, row, found.case_reference),
                          work=work)
+
+
+def listed(
+    runtime: Runtime, org: str, *, case_reference: str | None = None, limit: int = 100,
+    cursor: str | None = None,
+) -> tuple[list[dict[str, Any]], str | None]:
+    """The holds on the organisation's live signals, newest first (optionally of one
+    case), in pages of `limit` after an opaque cursor; each with the signal's category."""
+    query = (
+        select(legal_hold, SIGNAL.c.category)
+        .join(SIGNAL, SIGNAL.c.id == legal_hold.c.signal_id)
+        .where(SIGNAL.c.source == org, SIGNAL.c.erased_at.is_(None))
+    )
+    if case_reference is not None:
+        query = query.where(legal_hold.c.case_reference == case_reference)
+    if cursor:
+        moment, last = cursors.decode(CURSOR_PREFIX, cursor)
+        query = query.where(or_(legal_hold.c.placed_at < moment,
+                                and_(legal_hold.c.placed_at == moment,
+                                     legal_hold.c.signal_id < last)))
+    query = query.order_by(legal_hold.c.placed_at.desc(), legal_hold.c.signal_id.desc())
+    with runtime.engine.connect() as conn:
+        rows = conn.execute(query.limit(limit + 1)).all()
+    page = rows[:limit]
+    items = [
+        {**Hold(r.signal_id, r.case_reference, r.placed_by, as_utc(r.placed_at)).as_answer(),
+         "category": r.category}
+        for r in page
+    ]
+    more = len(rows) > limit
+    last_row = page[-1] if page else None
+    next_cursor = (cursors.encode(CURSOR_PREFIX, as_utc(last_row.placed_at), last_row.signal_id)
+                   if more and last_row is not None else None)
+    return items, next_cursor

@@ -9,8 +9,6 @@ audit log (they may hold personal data).
 
 from __future__ import annotations
 
-import base64
-import binascii
 import json
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -19,7 +17,7 @@ from typing import Any, Final
 
 from sqlalchemy import Connection, Row, and_, or_, select, update
 
-from broker import idempotency, randomness
+from broker import cursors, idempotency, randomness
 from broker.actors import Actor, person_tag
 from broker.candidates import Candidate, payload_of, signal_subject_token
 from broker.clock import as_utc, rfc3339, utcnow
@@ -298,23 +296,12 @@ def _reveal(runtime: Runtime, person: Person, row: Row[Any]) -> dict[str, Any]:
 
 
 def _encode_cursor(created_at: datetime, request_id: str) -> str:
-    raw = f"{CURSOR_PREFIX}{as_utc(created_at).isoformat()}|{request_id}".encode()
-    return base64.urlsafe_b64encode(raw).rstrip(b"=").decode()
+    return cursors.encode(CURSOR_PREFIX, created_at, request_id)
 
 
 def decode_cursor(cursor: str) -> tuple[datetime, str]:
     """(requested at, id) a cursor continues after; 422 for anything not our cursor."""
-    try:
-        raw = base64.urlsafe_b64decode(cursor.encode("ascii") + b"==").decode("ascii")
-        if not raw.startswith(CURSOR_PREFIX):
-            raise ValueError(raw)
-        moment, request_id = raw.removeprefix(CURSOR_PREFIX).split("|", 1)
-        return as_utc(datetime.fromisoformat(moment)), request_id
-    except (ValueError, binascii.Error, UnicodeError):
-        raise ValidationFailed(
-            "The request is not valid; see `errors`.",
-            errors=[FieldProblem(("query", "cursor"), "not a cursor of this list")],
-        ) from None
+    return cursors.decode(CURSOR_PREFIX, cursor)
 
 
 def list_requests(

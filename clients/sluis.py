@@ -1934,6 +1934,19 @@ def cmd_signals_hold(s: Session) -> int:
     return EXIT_OK
 
 
+def cmd_signals_holds(s: Session) -> int:
+    data = s.pages("/v1/legal-holds", {"case_reference": s.args.case})
+    if s.out.as_json:
+        s.out.json(data)
+        return EXIT_OK
+    rows = [[i.get("signal_id"), i.get("category"), i.get("case_reference"),
+             i.get("placed_at"), i.get("placed_by")] for i in data["items"]]
+    s.out.table(["signal", "category", "case", "since", "placed by"], rows, "no legal holds")
+    if data["next_cursor"]:
+        s.out.text(f"more: --cursor {data['next_cursor']} (or --all)")
+    return EXIT_OK
+
+
 def cmd_reid_request(s: Session) -> int:
     a = s.args
     data = s.broker.post("/v1/reidentifications", {
@@ -2618,6 +2631,13 @@ def _add_signal_commands(c: _Commands) -> None:
     which = hold.add_mutually_exclusive_group()
     which.add_argument("--case", help="the case number the hold is for (places the hold)")
     which.add_argument("--lift", action="store_true", help="lift the hold")
+    holds = c.add(signals, "holds", cmd_signals_holds,
+                  "privacy officer: your organisation's legal holds, newest first",
+                  examples="  sluis signals holds\n  sluis signals holds --case RB-2026-17")
+    holds.add_argument("--case", help="only the holds for this case number")
+    holds.add_argument("--limit", type=_limit, default=100, help="items per page (1-1000)")
+    holds.add_argument("--cursor", help="continue from a previous page")
+    holds.add_argument("--all", action="store_true", help="fetch every page")
 
 
 def _add_request_commands(c: _Commands) -> None:

@@ -29,6 +29,7 @@ def routers() -> list[APIRouter]:
         disclosures.router,
         signals.router,
         legal_holds.router,
+        legal_holds.list_router,
         oauth.router,
         health.router,
         reference.router,

@@ -1,20 +1,23 @@
-"""Legal holds on the organisation's own signals (role `privacy_officer`)."""
+"""Legal holds on the organisation's own signals (role `privacy_officer`): one signal's
+hold under `/v1/signals/{id}/hold`, the organisation's holds under `/v1/legal-holds`."""
 
 from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Path, Response
+from fastapi import APIRouter, Depends, Path, Query, Response
 
 from broker import legal_holds
 from broker.actors import actor_of
 from broker.api.deps import RequestIdDep, RuntimeDep
 from broker.api.routing import StrictJSONRoute
 from broker.auth.deps import Caller, require_acting
-from broker.disclosure_schemas import LegalHoldIn, LegalHoldOut
+from broker.disclosure_schemas import CaseReference, LegalHoldIn, LegalHoldOut, LegalHoldPage
 from broker.runtime import Runtime
 
 router = APIRouter(route_class=StrictJSONRoute, prefix="/v1/signals", tags=["legal holds"])
+list_router = APIRouter(route_class=StrictJSONRoute, prefix="/v1/legal-holds",
+                        tags=["legal holds"])
 Officer = Annotated[Caller, Depends(require_acting("privacy_officer"))]
 SignalId = Annotated[str, Path(max_length=64)]
 
@@ -49,3 +52,18 @@ def lift_hold(signal_id: SignalId, runtime: RuntimeDep, caller: Officer,
     retention date goes at the next retention run)."""
     legal_holds.lift(runtime, _officer(runtime, caller, request_id), signal_id)
     return Response(status_code=204)
+
+
+@list_router.get("", response_model=LegalHoldPage)
+def list_holds(
+    runtime: RuntimeDep,
+    caller: Officer,
+    case_reference: Annotated[CaseReference | None, Query()] = None,
+    limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+    cursor: Annotated[str | None, Query(max_length=200)] = None,
+) -> dict[str, Any]:
+    """Your organisation's holds, newest first (`case_reference`: those of one case), with
+    each signal's category; `next_cursor` continues the list."""
+    items, next_cursor = legal_holds.listed(runtime, caller.org, case_reference=case_reference,
+                                            limit=limit, cursor=cursor)
+    return {"items": items, "next_cursor": next_cursor}

@@ -110,3 +110,56 @@ def test_only_a_privacy_officer_places_a_hold(
     answer = api.post(f"/v1/signals/{signal_id}/hold", json={"case_reference": "RB-1"},
                       headers=netbeheerder)
     assert answer.status_code == 403
+
+
+def test_an_officer_lists_the_organisations_holds_newest_first_in_pages(
+    api: TestClient, auth_headers: Headers
+) -> None:
+    politie = auth_headers("politie", ["contributor"])
+    officer = auth_headers("politie", ["privacy_officer"])
+    other_officer = auth_headers("netbeheerder", ["privacy_officer"])
+    netbeheerder = auth_headers("netbeheerder", ["contributor"])
+    ours = [api.post("/v1/signals", json=drugs(), headers=politie).json()["id"]
+            for _ in range(5)]
+    theirs = api.post("/v1/signals", json=energy(), headers=netbeheerder).json()["id"]
+    cases = ["RB-1", "RB-2", "RB-1", "RB-2", "RB-1"]
+    for signal_id, case in zip(ours, cases, strict=True):
+        assert api.post(f"/v1/signals/{signal_id}/hold", json={"case_reference": case},
+                        headers=officer).status_code == 201
+    assert api.post(f"/v1/signals/{theirs}/hold", json={"case_reference": "RB-9"},
+                    headers=other_officer).status_code == 201
+    assert api.delete(f"/v1/signals/{ours[3]}/hold", headers=officer).status_code == 204
+
+    seen: list[dict[str, str]] = []
+    cursor = None
+    while True:
+        params = {"limit": "2", **({"cursor": cursor} if cursor else {})}
+        page = api.get("/v1/legal-holds", params=params, headers=officer)
+        assert page.status_code == 200, page.text
+        assert len(page.json()["items"]) <= 2
+        seen += page.json()["items"]
+        cursor = page.json()["next_cursor"]
+        if cursor is None:
+            break
+    held = [ours[4], ours[2], ours[1], ours[0]]  # newest first; the lifted one is gone
+    assert [h["signal_id"] for h in seen] == held
+    assert {h["category"] for h in seen} == {"drugsgerelateerde-melding"}
+    assert all(set(h) == {"signal_id", "category", "case_reference", "placed_by",
+                          "placed_at"} for h in seen)
+    assert theirs not in {h["signal_id"] for h in seen}
+
+    one_case = api.get("/v1/legal-holds", params={"case_reference": "RB-1"}, headers=officer)
+    assert [h["signal_id"] for h in one_case.json()["items"]] == [ours[4], ours[2], ours[0]]
+    assert api.get("/v1/legal-holds", headers=other_officer).json()["items"][0][
+        "signal_id"] == theirs
+
+
+def test_bad_list_parameters_are_problems(api: TestClient, auth_headers: Headers) -> None:
+    officer = auth_headers("politie", ["privacy_officer"])
+    for params in ({"cursor": "not-a-cursor"}, {"limit": "0"}, {"limit": "1001"},
+                   {"case_reference": " RB 1"}, {"cursor": "cjF8MjAyNi0wMS0wMXxyZXFfeA"}):
+        answer = api.get("/v1/legal-holds", params=params, headers=officer)
+        assert answer.status_code == 422, (params, answer.text)
+        assert answer.headers["content-type"] == PROBLEM
+    requester = auth_headers("politie", ["requester"])
+    assert api.get("/v1/legal-holds", headers=requester).status_code == 403

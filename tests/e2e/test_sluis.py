@@ -483,9 +483,16 @@ def test_a_privacy_officer_holds_and_lifts_a_signal(
     assert f"{signal_id} is held for RB-2026-17" in placed.stdout
     shown = json.loads(run_sluis(officer_env, "signals", "hold", signal_id, "--json").stdout)
     assert shown["case_reference"] == "RB-2026-17"
+    listed = run_sluis(officer_env, "signals", "holds")
+    assert listed.returncode == 0, listed.stderr
+    assert signal_id in listed.stdout and "RB-2026-17" in listed.stdout
+    one_case = json.loads(run_sluis(officer_env, "signals", "holds", "--case", "RB-2026-17",
+                                    "--all", "--json").stdout)
+    assert [h["signal_id"] for h in one_case["items"]] == [signal_id]
     refused = run_sluis(netbeheerder, "signals", "retract", signal_id, "--yes")
     assert refused.returncode == 1
     assert one_error_line(refused).startswith("sluis: 409 ")
     lifted = run_sluis(officer_env, "signals", "hold", signal_id, "--lift")
     assert lifted.returncode == 0 and "lifted" in lifted.stdout
+    assert "no legal holds" in run_sluis(officer_env, "signals", "holds").stdout
     assert run_sluis(netbeheerder, "signals", "retract", signal_id, "--yes").returncode == 0

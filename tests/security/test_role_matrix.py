@@ -37,6 +37,7 @@ EXPECTED: dict[tuple[str, str], frozenset[str] | None] = {
     ("POST", "/v1/signals/{signal_id}/hold"): frozenset({"privacy_officer"}),
     ("GET", "/v1/signals/{signal_id}/hold"): frozenset({"privacy_officer"}),
     ("DELETE", "/v1/signals/{signal_id}/hold"): frozenset({"privacy_officer"}),
+    ("GET", "/v1/legal-holds"): frozenset({"privacy_officer"}),
     ("POST", "/v1/signals/batch"): frozenset({"contributor"}),
     ("GET", "/v1/signals"): frozenset({"contributor"}),
     ("GET", "/v1/signals/{signal_id}"): frozenset({"contributor"}),
