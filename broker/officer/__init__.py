@@ -10,9 +10,9 @@ from __future__ import annotations
 
 from fastapi import APIRouter
 
-from broker.officer import pages, requests, signin
+from broker.officer import holds, pages, requests, signin
 
-ROUTERS: tuple[APIRouter, ...] = (signin.router, pages.router, requests.router)
+ROUTERS: tuple[APIRouter, ...] = (signin.router, pages.router, requests.router, holds.router)
 """Every router of the pages (their routes, for tests that must not forget one)."""
 
 router = APIRouter()

@@ -23,6 +23,7 @@ NL: Final[Mapping[str, str]] = {
     "nav.log": "Logboek",
     "nav.subject": "Inzageverzoek",
     "nav.reid": "Heridentificatie",
+    "nav.holds": "Bewaarplichten",
     "nav.policy": "Beleid",
     "nav.language": "Taal",
     "nav.signed_in_as": "Ingelogd als",
@@ -188,6 +189,18 @@ NL: Final[Mapping[str, str]] = {
     "letter.print_hint": "Druk deze pagina af of sla haar op als PDF (Ctrl+P).",
     # re-identification
     "reid.title": "Heridentificatieverzoeken",
+    "holds.title": "Bewaarplichten (legal holds)",
+    "holds.intro": ("Signalen van uw organisatie die voor een zaak bewaard blijven: ze "
+                    "kunnen niet worden ingetrokken en de bewaartermijn wist ze niet. "
+                    "Plaatsen en opheffen gaat met sluis signals hold."),
+    "holds.signal": "Signaal",
+    "holds.category": "Categorie",
+    "holds.case": "Zaak",
+    "holds.since": "Sinds",
+    "holds.placed_by": "Geplaatst door",
+    "holds.none": "Er zijn geen bewaarplichten.",
+    "holds.more": ("Er zijn meer bewaarplichten dan deze pagina toont; "
+                   "sluis signals holds --all geeft ze alle."),
     "reid.open": "Openstaand",
     "reid.id": "Verzoek",
     "reid.requested_at": "Aangevraagd",
@@ -302,6 +315,7 @@ EN: Final[Mapping[str, str]] = {
     "nav.log": "Audit log",
     "nav.subject": "Subject access",
     "nav.reid": "Re-identification",
+    "nav.holds": "Legal holds",
     "nav.policy": "Policy",
     "nav.language": "Language",
     "nav.signed_in_as": "Signed in as",
@@ -456,6 +470,18 @@ EN: Final[Mapping[str, str]] = {
                      "names are not given.",
     "letter.print_hint": "Print this page or save it as PDF (Ctrl+P).",
     "reid.title": "Re-identification requests",
+    "holds.title": "Legal holds",
+    "holds.intro": ("Your organisation's signals kept for a case: they cannot be retracted "
+                    "and the retention run does not erase them. Place and lift holds with "
+                    "sluis signals hold."),
+    "holds.signal": "Signal",
+    "holds.category": "Category",
+    "holds.case": "Case",
+    "holds.since": "Since",
+    "holds.placed_by": "Placed by",
+    "holds.none": "There are no legal holds.",
+    "holds.more": ("There are more legal holds than this page shows; "
+                   "sluis signals holds --all lists them all."),
     "reid.open": "Open",
     "reid.id": "Request",
     "reid.requested_at": "Requested",

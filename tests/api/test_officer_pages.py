@@ -18,7 +18,7 @@ from broker.auth.clients import revoke_client
 from broker.officer.web import SESSION_COOKIE
 from broker.runtime import Runtime
 from broker.settings import Settings
-from tests.api.disclosure_kit import BSN
+from tests.api.disclosure_kit import BSN, drugs
 from tests.e2e.officer_app import with_officer_pages
 from tests.officer_kit import DRUGS_RULE, Scenario, csrf_of, run_scenario
 
@@ -395,6 +395,32 @@ def test_policy_page_shows_rules_in_words_and_the_history(
     assert "gepseudonimiseerd" in page.text and "leeftijdsklasse van 10 jaar" in page.text
 
 
+def test_the_holds_page_lists_the_organisations_holds_and_records_the_view(
+    pages: TestClient, credentials: Credentials, auth_headers: Callable[..., dict[str, str]],
+    runtime: Runtime,
+) -> None:
+    politie = auth_headers("politie", ["contributor"])
+    api_officer = auth_headers("politie", ["privacy_officer"])
+    signal_id = pages.post("/v1/signals", json=drugs(), headers=politie).json()["id"]
+    assert pages.post(f"/v1/signals/{signal_id}/hold", json={"case_reference": "RB-2026-17"},
+                      headers=api_officer).status_code == 201
+    assert sign_in(pages, *credentials("politie", ["privacy_officer"], "personal")
+                   ).status_code == 303
+    page = pages.get("/officer/holds", params={"lang": "en"})
+    assert page.status_code == 200
+    shown = text_of(page.text)
+    assert signal_id in shown and "RB-2026-17" in shown
+    assert 'aria-current="page">Legal holds' in page.text
+    entry = last_entry(runtime)
+    assert (entry["action"], entry["objects"]) == ("audit_read", {"read": "officer_legal_holds"})
+
+
+def test_the_holds_page_of_an_organisation_without_holds(signed_in: TestClient) -> None:
+    page = signed_in.get("/officer/holds", params={"lang": "nl"})
+    assert page.status_code == 200
+    assert 'id="holds-none"' in page.text and "Er zijn geen bewaarplichten." in page.text
+
+
 def test_an_unknown_reidentification_is_not_found(signed_in: TestClient) -> None:
     assert signed_in.get("/officer/reidentifications/rid_unknown").status_code == 404
 
@@ -415,7 +441,8 @@ def test_every_page_renders_in_both_languages(
     done = scenario()
     for path in ("/officer/", "/officer/log", f"/officer/log/{done.disclosure_seq}",
                  "/officer/subject", "/officer/reidentifications",
-                 f"/officer/reidentifications/{done.reidentification_id}", "/officer/policy"):
+                 f"/officer/reidentifications/{done.reidentification_id}", "/officer/holds",
+                 "/officer/policy"):
         answer = signed_in.get(path, params={"lang": lang})
         assert answer.status_code == 200, path
         assert f'<html lang="{lang}">' in answer.text
