@@ -9,8 +9,6 @@ erasure of another organisation's signal (or of one that does not exist) is
 
 from __future__ import annotations
 
-import base64
-import binascii
 import json
 import re
 from collections.abc import Callable, Sequence
@@ -20,7 +18,7 @@ from typing import Any
 
 from sqlalchemy import Connection, and_, delete, or_, select, update
 
-from broker import idempotency, identifiers, randomness
+from broker import cursors, idempotency, identifiers, randomness
 from broker.actors import Actor
 from broker.clock import as_utc, rfc3339, utcnow
 from broker.errors import Conflict, FieldProblem, NotFound, ValidationFailed
@@ -48,6 +46,8 @@ _ALLOWED = {
     "address": {"bag_id"},
 }
 _FUTURE_SLACK = timedelta(days=1)
+CURSOR_PREFIX = ""
+"""The signal list's cursors carry no prefix (the first list; cursors given out stay good)."""
 _SIGNAL_ID = re.compile(r"sig_[a-z2-7]{24}")
 
 
@@ -374,23 +374,6 @@ def get_signal(
     return _readable(runtime.keys, row)
 
 
-def _decode_cursor(cursor: str) -> tuple[datetime, str]:
-    try:
-        raw = base64.urlsafe_b64decode(cursor.encode() + b"==").decode()
-        moment, signal_id = raw.split("|", 1)
-        return as_utc(datetime.fromisoformat(moment)), signal_id
-    except (ValueError, binascii.Error, UnicodeDecodeError):
-        raise ValidationFailed(
-            "Invalid cursor.",
-            errors=[FieldProblem(("query", "cursor"), "not a cursor of this list")],
-        ) from None
-
-
-def _encode_cursor(received: datetime, signal_id: str) -> str:
-    raw = f"{as_utc(received).isoformat()}|{signal_id}".encode()
-    return base64.urlsafe_b64encode(raw).rstrip(b"=").decode()
-
-
 def list_signals(
     runtime: Runtime,
     org: str,
@@ -410,7 +393,7 @@ def list_signals(
     if until:
         query = query.where(SIGNAL.c.received_at < as_utc(until))
     if cursor:
-        moment, last_id = _decode_cursor(cursor)
+        moment, last_id = cursors.decode(CURSOR_PREFIX, cursor)
         query = query.where(
             or_(
                 SIGNAL.c.received_at < moment,
@@ -422,7 +405,8 @@ def list_signals(
         rows = conn.execute(query).all()
     page = rows[:limit]
     items = [_readable(runtime.keys, row) for row in page]
-    next_cursor = _encode_cursor(page[-1].received_at, page[-1].id) if len(rows) > limit else None
+    next_cursor = (cursors.encode(CURSOR_PREFIX, page[-1].received_at, page[-1].id)
+                   if len(rows) > limit else None)
     return items, next_cursor
 
 

@@ -12,6 +12,7 @@ import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import func, select, text
 
+from broker import cursors, legal_holds
 from broker.models import Signal
 from broker.runtime import Runtime
 
@@ -292,6 +293,10 @@ def test_list_pages_with_a_cursor(api: TestClient, netbeheerder: dict[str, str])
     assert sorted(seen) == sorted(s["id"] for s in created)
     bad = api.get("/v1/signals", params={"cursor": "bm9uc2Vuc2U"}, headers=netbeheerder)
     assert bad.status_code == 422
+    # Another list's cursor is not this list's.
+    foreign = cursors.encode(legal_holds.CURSOR_PREFIX, datetime.now(UTC), created[0]["id"])
+    assert api.get("/v1/signals", params={"cursor": foreign},
+                   headers=netbeheerder).status_code == 422
     assert api.get("/v1/signals", params={"limit": 1001}, headers=netbeheerder).status_code == 422
     assert api.get(
         "/v1/signals",
