@@ -31,6 +31,8 @@ DEMO_CLIENTS = (
     ("riec", "RIEC analist", "personal", ["requester"]),
     ("riec", "Functionaris gegevensbescherming", "personal", ["privacy_officer"]),
     ("riec", "Beheerder Sluis", "personal", ["admin"]),
+    # A contributing organisation's own officer: legal holds on the police's signals.
+    ("politie", "Functionaris gegevensbescherming politie", "personal", ["privacy_officer"]),
 )
 
 

@@ -220,3 +220,33 @@ def test_demo_howto_prints_a_working_recipe(
         cwd=REPO,
     )
     assert "/oauth/token" in result.stdout and "client_secret=" in result.stdout
+
+
+def _token(base: str, client: dict[str, Any]) -> str:
+    form = urllib.parse.urlencode({"grant_type": "client_credentials",
+                                   "client_id": client["client_id"],
+                                   "client_secret": client["client_secret"]}).encode()
+    status, token = _call(base + "/oauth/token", data=form)
+    assert status == 200
+    return str(token["access_token"])
+
+
+def test_the_demo_police_officer_holds_a_police_signal(
+    served: tuple[str, list[dict[str, Any]]],
+) -> None:
+    base, clients = served
+    police = next(c for c in clients if c["org"] == "politie" and c["kind"] == "system")
+    officer = next(c for c in clients
+                   if c["org"] == "politie" and c["roles"] == ["privacy_officer"])
+    police_headers = {"Authorization": f"Bearer {_token(base, police)}",
+                      "X-Acting-User": "agent-7"}
+    status, page = _call(base + "/v1/signals?limit=1", headers=police_headers)
+    assert status == 200
+    signal_id = page["items"][0]["id"]
+    officer_headers = {"Authorization": f"Bearer {_token(base, officer)}",
+                       "Content-Type": "application/json"}
+    status, hold = _call(base + f"/v1/signals/{signal_id}/hold", headers=officer_headers,
+                         data=json.dumps({"case_reference": "RB-2026-17"}).encode())
+    assert status == 201 and hold["signal_id"] == signal_id
+    status, holds = _call(base + "/v1/legal-holds", headers=officer_headers)
+    assert status == 200 and [h["signal_id"] for h in holds["items"]] == [signal_id]
