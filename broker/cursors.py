@@ -1,15 +1,19 @@
-"""Opaque page cursors for lists ordered newest first by (time, id).
+"""Lists paged newest first by (time, id), with opaque cursors.
 
 A cursor names the last item of a page: its time and id, behind a prefix that names the
 list, base64url without padding. Anything else given as a cursor is a 422 on
-`("query", "cursor")`, never a 500.
+`("query", "cursor")`, never a 500. `newest_first` runs a list's query one page at a time.
 """
 
 from __future__ import annotations
 
 import base64
 import binascii
+from collections.abc import Sequence
 from datetime import datetime
+from typing import Any
+
+from sqlalchemy import ColumnElement, Engine, Row, Select, and_, or_
 
 from broker.clock import as_utc
 from broker.errors import FieldProblem, ValidationFailed
@@ -33,3 +37,22 @@ def decode(prefix: str, cursor: str) -> tuple[datetime, str]:
             "The request is not valid; see `errors`.",
             errors=[FieldProblem(("query", "cursor"), "not a cursor of this list")],
         ) from None
+
+
+def newest_first(
+    engine: Engine, query: Select[Any], time: ColumnElement[Any], ident: ColumnElement[Any],
+    *, prefix: str, limit: int, cursor: str | None,
+) -> tuple[Sequence[Row[Any]], str | None]:
+    """One page of `query`'s rows, newest first by (`time`, `ident`), after `cursor`; and
+    the cursor of the next page, or None on the last."""
+    if cursor:
+        moment, last = decode(prefix, cursor)
+        query = query.where(or_(time < moment, and_(time == moment, ident < last)))
+    query = query.order_by(time.desc(), ident.desc()).limit(limit + 1)
+    with engine.connect() as conn:
+        rows = conn.execute(query).all()
+    page = rows[:limit]
+    if len(rows) <= limit:
+        return page, None
+    last_row = page[-1]._mapping
+    return page, encode(prefix, last_row[time], last_row[ident])

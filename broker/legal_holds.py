@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Connection, and_, delete, or_, select
+from sqlalchemy import Connection, delete, select
 
 from broker import cursors
 from broker.actors import Actor
@@ -138,22 +138,12 @@ def listed(
     )
     if case_reference is not None:
         query = query.where(legal_hold.c.case_reference == case_reference)
-    if cursor:
-        moment, last = cursors.decode(CURSOR_PREFIX, cursor)
-        query = query.where(or_(legal_hold.c.placed_at < moment,
-                                and_(legal_hold.c.placed_at == moment,
-                                     legal_hold.c.signal_id < last)))
-    query = query.order_by(legal_hold.c.placed_at.desc(), legal_hold.c.signal_id.desc())
-    with runtime.engine.connect() as conn:
-        rows = conn.execute(query.limit(limit + 1)).all()
-    page = rows[:limit]
+    page, next_cursor = cursors.newest_first(
+        runtime.engine, query, legal_hold.c.placed_at, legal_hold.c.signal_id,
+        prefix=CURSOR_PREFIX, limit=limit, cursor=cursor)
     items = [
         {**Hold(r.signal_id, r.case_reference, r.placed_by, as_utc(r.placed_at)).as_answer(),
          "category": r.category}
         for r in page
     ]
-    more = len(rows) > limit
-    last_row = page[-1] if page else None
-    next_cursor = (cursors.encode(CURSOR_PREFIX, as_utc(last_row.placed_at), last_row.signal_id)
-                   if more and last_row is not None else None)
     return items, next_cursor

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Final
 
-from sqlalchemy import Connection, Row, and_, or_, select, update
+from sqlalchemy import Connection, Row, select, update
 
 from broker import cursors, idempotency, randomness
 from broker.actors import Actor, person_tag
@@ -295,10 +295,6 @@ def _reveal(runtime: Runtime, person: Person, row: Row[Any]) -> dict[str, Any]:
 # --- The privacy officer's queue ---
 
 
-def _encode_cursor(created_at: datetime, request_id: str) -> str:
-    return cursors.encode(CURSOR_PREFIX, created_at, request_id)
-
-
 def decode_cursor(cursor: str) -> tuple[datetime, str]:
     """(requested at, id) a cursor continues after; 422 for anything not our cursor."""
     return cursors.decode(CURSOR_PREFIX, cursor)
@@ -313,18 +309,12 @@ def list_requests(
     query = select(TABLE)
     if status is not None:
         query = query.where(TABLE.c.status == status)
-    if cursor:
-        moment, last = decode_cursor(cursor)
-        query = query.where(or_(TABLE.c.created_at < moment,
-                                and_(TABLE.c.created_at == moment, TABLE.c.id < last)))
-    query = query.order_by(TABLE.c.created_at.desc(), TABLE.c.id.desc()).limit(limit + 1)
-    with runtime.engine.connect() as conn:
-        rows = conn.execute(query).all()
-    page = rows[:limit]
+    page, next_cursor = cursors.newest_first(
+        runtime.engine, query, TABLE.c.created_at, TABLE.c.id, prefix=CURSOR_PREFIX,
+        limit=limit, cursor=cursor)
     items = [{**view(runtime.keys, row), "requested_at": _time(row.created_at),
               "client_id": row.client_id, "rule": row.rule} for row in page]
-    more = len(rows) > limit
-    return items, _encode_cursor(page[-1].created_at, page[-1].id) if more else None
+    return items, next_cursor
 
 
 def officer_list(

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Connection, and_, delete, or_, select, update
+from sqlalchemy import Connection, delete, select, update
 
 from broker import cursors, idempotency, identifiers, randomness
 from broker.actors import Actor
@@ -392,22 +392,10 @@ def list_signals(
         query = query.where(SIGNAL.c.received_at >= as_utc(since))
     if until:
         query = query.where(SIGNAL.c.received_at < as_utc(until))
-    if cursor:
-        moment, last_id = cursors.decode(CURSOR_PREFIX, cursor)
-        query = query.where(
-            or_(
-                SIGNAL.c.received_at < moment,
-                and_(SIGNAL.c.received_at == moment, SIGNAL.c.id < last_id),
-            )
-        )
-    query = query.order_by(SIGNAL.c.received_at.desc(), SIGNAL.c.id.desc()).limit(limit + 1)
-    with runtime.engine.connect() as conn:
-        rows = conn.execute(query).all()
-    page = rows[:limit]
-    items = [_readable(runtime.keys, row) for row in page]
-    next_cursor = (cursors.encode(CURSOR_PREFIX, page[-1].received_at, page[-1].id)
-                   if len(rows) > limit else None)
-    return items, next_cursor
+    page, next_cursor = cursors.newest_first(
+        runtime.engine, query, SIGNAL.c.received_at, SIGNAL.c.id, prefix=CURSOR_PREFIX,
+        limit=limit, cursor=cursor)
+    return [_readable(runtime.keys, row) for row in page], next_cursor
 
 
 def is_held(conn: Connection, signal_id: str) -> bool:
