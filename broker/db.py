@@ -18,12 +18,22 @@ from __future__ import annotations
 import fcntl
 import os
 import threading
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Connection, Engine, create_engine, event, text
+from sqlalchemy import (
+    ColumnElement,
+    Connection,
+    Engine,
+    and_,
+    create_engine,
+    event,
+    false,
+    or_,
+    text,
+)
 from sqlalchemy.engine import make_url
 
 from broker.errors import ServiceUnavailable, StartupError
@@ -183,6 +193,24 @@ def read_rows(engine: Engine, sql: str, params: Any, what: str) -> list[Any]:
     except Exception as exc:  # pool (SQLAlchemy) or driver (sqlite3, psycopg) errors alike
         raise ServiceUnavailable(f"The {what} is not reachable.") from exc
     return rows
+
+
+def pairs_in(
+    first: ColumnElement[Any], second: ColumnElement[Any], pairs: Iterable[tuple[Any, Any]]
+) -> ColumnElement[bool]:
+    """`(first, second) IN pairs`, written so that both databases search an index on
+    (first, second): one `first = a AND second IN (...)` per distinct `a`, joined by OR.
+
+    SQLAlchemy writes a tuple `IN` as `(first, second) IN (VALUES ...)`, which SQLite
+    runs as a scan of the whole table: on the audit log's node table, a cost that grows
+    with every entry appended.
+    """
+    grouped: dict[Any, list[Any]] = {}
+    for a, b in pairs:
+        grouped.setdefault(a, []).append(b)
+    if not grouped:
+        return false()
+    return or_(*(and_(first == a, second.in_(bs)) for a, bs in grouped.items()))
 
 
 def ping(engine: Engine) -> bool:

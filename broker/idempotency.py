@@ -33,13 +33,14 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, Final
 
-from sqlalchemy import Connection, Engine, Table, delete, select, tuple_
+from sqlalchemy import Connection, Engine, Table, delete, select
 from sqlalchemy.exc import IntegrityError
 
 from broker import randomness
 from broker.audit.entry import parse_json
 from broker.audit.tables import audit_entry, tree_size
 from broker.clock import as_utc, utcnow
+from broker.db import pairs_in
 from broker.errors import BadRequest, Conflict
 from broker.keys import KeyRing
 from broker.models import IdempotencyRecord, Signal, idempotency_signal
@@ -184,9 +185,9 @@ def _delete_records(conn: Connection, keys: Sequence[tuple[str, str]]) -> int:
     for start in range(0, len(keys), 500):
         chunk = list(keys[start : start + 500])
         conn.execute(delete(idempotency_signal).where(
-            tuple_(idempotency_signal.c.client_id, idempotency_signal.c.key).in_(chunk)))
+            pairs_in(idempotency_signal.c.client_id, idempotency_signal.c.key, chunk)))
         gone += conn.execute(delete(RECORD).where(
-            tuple_(RECORD.c.client_id, RECORD.c.key).in_(chunk))).rowcount
+            pairs_in(RECORD.c.client_id, RECORD.c.key, chunk))).rowcount
     return gone
 
 

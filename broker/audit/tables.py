@@ -32,11 +32,11 @@ from sqlalchemy import (
     Table,
     Text,
     select,
-    tuple_,
 )
 from sqlmodel import SQLModel
 
 from broker.audit import merkle
+from broker.db import pairs_in
 
 T = TypeVar("T")
 IN_CHUNK: Final = 500
@@ -173,7 +173,7 @@ def read_nodes(conn: Connection, coords: Sequence[merkle.Coord]) -> list[bytes]:
     for inner_chunk in chunks(inner):
         node_rows = conn.execute(
             select(audit_node.c.level, audit_node.c.idx, audit_node.c.hash).where(
-                tuple_(audit_node.c.level, audit_node.c.idx).in_(inner_chunk)
+                pairs_in(audit_node.c.level, audit_node.c.idx, inner_chunk)
             )
         )
         found.update(((int(level), int(index)), bytes(h)) for level, index, h in node_rows)
