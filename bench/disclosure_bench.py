@@ -15,7 +15,10 @@ verify afterwards.
 extra) under the same load and prints where its time goes.
 
 Run: .venv/bin/python bench/disclosure_bench.py [--seconds 8] [--rounds 3] [--connections 32]
-     [--query bag|bsn] [--profile]
+     [--query bag|bsn] [--grow-seconds S] [--profile]
+
+`--grow-seconds` loads the broker before the rounds (warm-up is otherwise 2 s), so that
+they run against a grown log: costs that grow with the log show up there.
 """
 
 from __future__ import annotations
@@ -369,6 +372,10 @@ def main() -> None:
                         help="with --profile, also keep py-spy's raw samples in this file")
     parser.add_argument("--workers", type=int, default=WORKERS,
                         help="server processes per app (default 2)")
+    parser.add_argument("--grow-seconds", type=float, default=0.0,
+                        help="load the broker this long before the rounds, so that they "
+                             "run against a log that has grown (a 60 s load appends "
+                             "about 180,000 entries)")
     args = parser.parse_args()
     wrk = ensure_wrk()
     with tempfile.TemporaryDirectory(prefix="disclosure-bench-") as tmp:
@@ -403,7 +410,8 @@ def main() -> None:
             assert probe.status_code == 200, probe.text
             probe_signals = len(probe.json()["signals"])
             run_wrk(wrk, echo_url + "/echo", echo_script, 2, args.connections)  # warm-up
-            run_wrk(wrk, broker_url + "/v1/disclosures", broker_script, 2, args.connections)
+            run_wrk(wrk, broker_url + "/v1/disclosures", broker_script,
+                    max(2.0, args.grow_seconds), args.connections)
             before = audit_count(directory / "broker.db")
             for _ in range(args.rounds):
                 echo_runs.append(run_wrk(wrk, echo_url + "/echo", echo_script, args.seconds,
@@ -424,19 +432,20 @@ def main() -> None:
             shutil.copyfile(profile_path, args.profile_out)
         verified = verify(env)
         report(args, probe_signals, echo_runs, broker_runs, appended, verified,
-               profile_path if args.profile else None)
+               profile_path if args.profile else None, before)
 
 
 def report(args: argparse.Namespace, signals: int, echo: list[dict[str, float]],
            broker: list[dict[str, float]], appended: int, verified: bool,
-           profile: Path | None) -> None:
+           profile: Path | None, grown: int) -> None:
     def median(runs: list[dict[str, float]], key: str) -> float:
         return statistics.median(r[key] for r in runs)
 
     requests = sum(int(r["requests"]) for r in broker)
     print(f"machine: nproc {os.cpu_count()}, Python {platform.python_version()}, "
           f"{args.rounds} rounds of {args.seconds:g} s, {args.connections} connections, "
-          f"{args.workers} workers each, query {args.query} ({signals} signals per answer)")
+          f"{args.workers} workers each, query {args.query} ({signals} signals per answer), "
+          f"{grown:,} audit entries in the log when the rounds began")
     print("| server | req/s (median) | p50 ms | p90 ms | p99 ms | non-2xx |")
     print("| --- | --- | --- | --- | --- | --- |")
     for name, runs in (("FastAPI echo", echo), ("POST /v1/disclosures", broker)):
