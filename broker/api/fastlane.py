@@ -56,6 +56,18 @@ class Lane:
     serve: Serve
 
 
+def route_path(scope: Scope) -> str:
+    """The path the router matches: behind a proxy's `root_path`, the part after it (as
+    Starlette's router reads it; a path outside the root path is matched as it is)."""
+    path: str = scope["path"]
+    root: str = scope.get("root_path", "")
+    if not root or not path.startswith(root):
+        return path
+    if path == root:
+        return ""
+    return path[len(root):] if path[len(root)] == "/" else path
+
+
 class _NotPlain(Exception):
     """The request is not the plain case: the full stack answers it."""
 
@@ -125,8 +137,8 @@ class FastLane:
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         found = (
-            self.lanes.get(scope["path"])
-            if scope["type"] == "http" and scope["method"] == "POST" and not scope.get("root_path")
+            self.lanes.get(route_path(scope))
+            if scope["type"] == "http" and scope["method"] == "POST"
             else None
         )
         if found is None:

@@ -16,7 +16,9 @@ from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
+from starlette._utils import get_route_path
 
+from broker.api.fastlane import FastLane, route_path
 from broker.runtime import Runtime
 from tests.api.disclosure_kit import (
     BAG_ID,
@@ -155,7 +157,8 @@ def test_hits_and_area_summaries_agree(api: TestClient, auth_headers: Headers) -
 
 
 def asgi_post(app: Any, path: str, headers: dict[str, str], pieces: list[bytes],
-              then_disconnect: bool = False) -> tuple[int, dict[str, str], bytes]:
+              then_disconnect: bool = False, root_path: str = ""
+              ) -> tuple[int, dict[str, str], bytes]:
     """POST `pieces` as separate ASGI messages (the test client joins a streamed body)."""
     messages: list[dict[str, Any]] = [
         {"type": "http.request", "body": piece, "more_body": i < len(pieces) - 1}
@@ -177,7 +180,7 @@ def asgi_post(app: Any, path: str, headers: dict[str, str], pieces: list[bytes],
 
     scope = {"type": "http", "asgi": {"version": "3.0"}, "http_version": "1.1",
              "method": "POST", "scheme": "http", "path": path, "raw_path": path.encode(),
-             "root_path": "", "query_string": b"", "server": ("testserver", 80),
+             "root_path": root_path, "query_string": b"", "server": ("testserver", 80),
              "client": ("127.0.0.1", 50000),
              "headers": [(k.lower().encode(), v.encode()) for k, v in headers.items()]}
     asyncio.run(app(scope, receive, send))
@@ -242,3 +245,49 @@ def test_idempotency_key_is_honoured_in_the_lane(
     lane, full = both(api, "/v1/disclosures", other, headers)
     assert lane.status_code == full.status_code == 409
     assert comparable(lane) == comparable(full)
+
+
+class _Counted:
+    """Passes every request on to the full stack, counting them."""
+
+    def __init__(self, app: Any) -> None:
+        self.app, self.calls = app, 0
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        self.calls += 1
+        await self.app(scope, receive, send)
+
+
+def _full_stack_behind_the_lane(api: TestClient) -> _Counted:
+    api.get("/healthz")  # builds the middleware stack
+    layer = api.app.middleware_stack  # type: ignore[attr-defined]
+    while not isinstance(layer, FastLane):
+        layer = layer.app
+    counted = _Counted(layer.app)
+    layer.app = counted
+    return counted
+
+
+def test_route_path_is_the_routers() -> None:
+    for path, root in [("/v1/hits", ""), ("/sluis/v1/hits", "/sluis"), ("/v1/hits", "/sluis"),
+                       ("/sluisx/v1/hits", "/sluis"), ("/sluis", "/sluis"), ("/", "/sluis")]:
+        scope = {"path": path, "root_path": root}
+        assert route_path(scope) == get_route_path(scope)
+
+
+@pytest.mark.usefixtures("signals")
+@pytest.mark.parametrize("content_type", [LANE, FULL])
+def test_behind_a_proxy_root_path_the_lane_serves_the_plain_request(
+    api: TestClient, auth_headers: Headers, content_type: str
+) -> None:
+    gemeente = {**auth_headers("gemeente", ["requester"]), "Content-Type": content_type}
+    counted = _full_stack_behind_the_lane(api)
+    text = json.dumps(DISCLOSURES["granted"]).encode()
+    status, _, body = asgi_post(api.app, "/sluis/v1/disclosures", gemeente, [text],
+                                root_path="/sluis")
+    assert status == 200, body
+    assert len(json.loads(body)["signals"]) == 2
+    assert counted.calls == (0 if content_type == LANE else 1)
+    status, _, _ = asgi_post(api.app, "/other/v1/disclosures", gemeente, [text],
+                             root_path="/sluis")
+    assert status == 404  # outside the root path: the router's answer, not the lane's
