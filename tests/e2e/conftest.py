@@ -6,10 +6,8 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 import subprocess
 import sys
-import time
 import urllib.error
 import urllib.request
 from collections.abc import Callable, Iterator
@@ -19,6 +17,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+
+from tests.e2e.serving import free_port, serving
 
 REPO = Path(__file__).resolve().parents[2]
 SCRIPT = REPO / "clients" / "sluis.py"
@@ -44,13 +44,6 @@ class ServedBroker:
             return set(json.loads(answer.read())["paths"])
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
 def broker_env(directory: Path, port: int) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("BROKER_", "SLUIS_"))}
     env.update({
@@ -73,14 +66,6 @@ def run_broker(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[s
     return result
 
 
-def _ready(url: str) -> bool:
-    try:
-        with urllib.request.urlopen(url + "/readyz", timeout=5) as answer:  # noqa: S310
-            return bool(answer.status == 200)
-    except (OSError, urllib.error.URLError):
-        return False
-
-
 @contextmanager
 def served_broker_in(directory: Path, *, port: int | None = None,
                      seed: bool = True) -> Iterator[ServedBroker]:
@@ -94,21 +79,10 @@ def served_broker_in(directory: Path, *, port: int | None = None,
         clients_file = directory / "demo-clients.json"
         run_broker(env, "demo", "seed", "--clients-file", str(clients_file))
         clients = json.loads(clients_file.read_text())
-    process = subprocess.Popen(
-        [sys.executable, "-m", "broker", "serve", "--port", str(port), "--workers", "1"],
-        env=env, cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-    )
     url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 30
-        while not _ready(url):
-            if time.monotonic() > deadline or process.poll() is not None:
-                raise AssertionError("the broker did not become ready")
-            time.sleep(0.2)
+    command = [sys.executable, "-m", "broker", "serve", "--port", str(port), "--workers", "1"]
+    with serving(command, env, url, directory / "serve.log"):
         yield ServedBroker(url, port, clients, env)
-    finally:
-        process.terminate()
-        process.wait(timeout=20)
 
 
 @pytest.fixture(scope="session")

@@ -13,7 +13,6 @@ import json
 import os
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -25,7 +24,7 @@ import pytest
 
 from broker.identifiers import valid_bsn_from
 from broker.policy import load_pack
-from tests.e2e.conftest import free_port
+from tests.e2e.serving import free_port, serving
 
 REPO = Path(__file__).resolve().parents[2]
 PACK = REPO / "policies" / "ondermijning"
@@ -67,27 +66,10 @@ def served(tmp_path: Path) -> Iterator[Broker]:
         "BROKER_ISSUER": f"http://127.0.0.1:{port}",
     })
     broker(env, "init")
-    log = (tmp_path / "serve.log").open("wb")
-    process = subprocess.Popen(
-        [sys.executable, "-m", "broker", "serve", "--port", str(port), "--workers", "1"],
-        env=env, cwd=REPO, stdout=log, stderr=subprocess.STDOUT)
     url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                if httpx.get(url + "/readyz", timeout=2).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            if time.monotonic() > deadline or process.poll() is not None:
-                raise AssertionError("no broker:\n" + (tmp_path / "serve.log").read_text())
-            time.sleep(0.2)
+    command = [sys.executable, "-m", "broker", "serve", "--port", str(port), "--workers", "1"]
+    with serving(command, env, url, tmp_path / "serve.log"):
         yield Broker(url, env)
-    finally:
-        process.terminate()
-        process.wait(timeout=20)
-        log.close()
 
 
 def days_ago(n: int) -> str:

@@ -5,10 +5,8 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import socket
 import subprocess
 import sys
-import time
 import urllib.error
 import urllib.parse
 import urllib.request
@@ -17,6 +15,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+
+from tests.e2e.serving import free_port, serving
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -130,13 +130,6 @@ def test_clients_keys_and_retention_commands(env: dict[str, str]) -> None:
     assert usage.returncode == 2
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
 def _call(
     url: str, *, data: bytes | None = None, headers: dict[str, str] | None = None
 ) -> tuple[int, Any]:
@@ -155,33 +148,11 @@ def served(env: dict[str, str], tmp_path: Path) -> Iterator[tuple[str, list[dict
     clients_file = tmp_path / "demo-clients.json"
     seeded = broker(env, "demo", "seed", "--clients-file", str(clients_file))
     assert "seeded" in seeded.stdout
-    port = _free_port()
-    log = (tmp_path / "serve.log").open("wb")
-    process = subprocess.Popen(
-        [sys.executable, "-m", "broker", "serve", "--port", str(port), "--workers", "2"],
-        env=env,
-        cwd=REPO,
-        stdout=log,
-        stderr=subprocess.STDOUT,
-    )
+    port = free_port()
     base = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline:
-            try:
-                if _call(base + "/readyz")[0] == 200:
-                    break
-            except OSError:
-                time.sleep(0.2)
-        else:
-            raise AssertionError(
-                "broker did not become ready:\n" + (tmp_path / "serve.log").read_text()
-            )
+    command = [sys.executable, "-m", "broker", "serve", "--port", str(port), "--workers", "2"]
+    with serving(command, env, base, tmp_path / "serve.log"):
         yield base, json.loads(clients_file.read_text())
-    finally:
-        process.terminate()
-        process.wait(timeout=20)
-        log.close()
 
 
 def test_demo_broker_serves_the_seeded_street(served: tuple[str, list[dict[str, Any]]]) -> None:

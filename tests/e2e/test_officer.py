@@ -17,10 +17,8 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import socket
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -31,6 +29,7 @@ import pytest
 
 from tests.api.disclosure_kit import BSN
 from tests.e2e.chromium import Chromium, chromium_binary
+from tests.e2e.serving import free_port, serving
 from tests.officer_kit import Scenario, run_scenario
 
 REPO = Path(__file__).resolve().parents[2]
@@ -47,13 +46,6 @@ class Served:
         return next(c for c in self.clients if c["name"].startswith(name_prefix))
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
 def _broker(env: dict[str, str], *args: str) -> None:
     subprocess.run([sys.executable, "-m", "broker", *args], env=env, cwd=REPO, check=True,
                    capture_output=True, timeout=120)
@@ -63,7 +55,7 @@ def _broker(env: dict[str, str], *args: str) -> None:
 def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
     """`broker init`, `broker demo seed`, then uvicorn with the officer's pages on loopback."""
     directory = tmp_path_factory.mktemp("officer-broker")
-    port = _free_port()
+    port = free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith("BROKER_")}
     env.update({
         "BROKER_DATABASE_URL": f"sqlite:///{directory / 'broker.db'}",
@@ -74,30 +66,11 @@ def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
     _broker(env, "init")
     clients_file = directory / "demo-clients.json"
     _broker(env, "demo", "seed", "--clients-file", str(clients_file))
-    log = (directory / "serve.log").open("wb")
-    process = subprocess.Popen(
-        [sys.executable, "-m", "uvicorn", "--factory", "tests.e2e.officer_app:create",
-         "--host", "127.0.0.1", "--port", str(port), "--no-access-log"],
-        env=env, cwd=REPO, stdout=log, stderr=subprocess.STDOUT,
-    )
     url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                if httpx.get(url + "/readyz", timeout=2).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            if time.monotonic() > deadline or process.poll() is not None:
-                raise AssertionError("broker did not start:\n"
-                                     + (directory / "serve.log").read_text())
-            time.sleep(0.2)
+    command = [sys.executable, "-m", "uvicorn", "--factory", "tests.e2e.officer_app:create",
+               "--host", "127.0.0.1", "--port", str(port), "--no-access-log"]
+    with serving(command, env, url, directory / "serve.log"):
         yield Served(url, json.loads(clients_file.read_text()))
-    finally:
-        process.terminate()
-        process.wait(timeout=20)
-        log.close()
 
 
 @pytest.fixture(scope="module")
