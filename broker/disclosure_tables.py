@@ -60,6 +60,8 @@ reidentification = Table(
     Column("revealed_at", TZ, nullable=True),
     Column("created_at", TZ, nullable=False),
     Index("ix_reidentification_org_created", "org", "created_at"),
+    Index("ix_reidentification_created", "created_at", "id"),
+    Index("ix_reidentification_status_created", "status", "created_at", "id"),
 )
 
 STATUSES: Final = ("pending", "approved", "refused", "revealed")

@@ -59,6 +59,8 @@ audit_entry = Table(
     Index("ix_audit_entry_action_seq", "action", "seq"),
     Index("ix_audit_entry_org_seq", "org", "seq"),
     Index("ix_audit_entry_time", "time"),
+    Index("ix_audit_entry_purpose_seq", "purpose", "seq"),
+    Index("ix_audit_entry_action_time", "action", "time"),
 )
 
 audit_node = Table(

@@ -10,14 +10,14 @@ from __future__ import annotations
 import shutil
 import tempfile
 import uuid
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import psycopg
-from sqlalchemy import Engine, text
+from sqlalchemy import Engine, event, text
 
 from broker.audit.service import LiveReport, verify_live
 from broker.audit.signer import STATE_FILE, CheckpointSigner
@@ -50,6 +50,26 @@ def draft(number: int, *, org: str = "gemeente", source: str = "politie") -> dic
         ],
         "objects": {"n": number},
     }
+
+
+def read_plans(engine: Engine, call: Callable[[], Any]) -> list[str]:
+    """SQLite's query plan lines of every SELECT that `call` sends through `engine`."""
+    seen: list[tuple[str, Any]] = []
+
+    def record(_conn: Any, _cursor: Any, statement: str, parameters: Any, *_: Any) -> None:
+        if statement.lstrip().upper().startswith("SELECT"):
+            seen.append((statement, parameters))
+
+    event.listen(engine, "before_cursor_execute", record)
+    try:
+        call()
+    finally:
+        event.remove(engine, "before_cursor_execute", record)
+    assert seen, "no SELECT was sent"
+    with engine.connect() as conn:
+        return [str(detail) for statement, parameters in seen
+                for *_, detail in conn.exec_driver_sql(
+                    "EXPLAIN QUERY PLAN " + statement, parameters).all()]
 
 
 def plain_pg_url(url: str) -> str:

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -22,7 +21,6 @@ from sqlalchemy import (
     MetaData,
     String,
     Table,
-    event,
     insert,
     select,
 )
@@ -31,7 +29,7 @@ from broker.audit import merkle
 from broker.audit.tables import read_nodes, stored_root
 from broker.db import make_engine, pairs_in
 from broker.keys import KeyRing
-from tests.audit.audit_kit import LogEnv, make_env
+from tests.audit.audit_kit import LogEnv, make_env, read_plans
 
 _GROWING = ("audit_node", "audit_entry")
 
@@ -47,38 +45,20 @@ def log(sqlite_url: str, keys: KeyRing, key_dir: Path, tmp_path: Path) -> Iterat
         made.engine.dispose()
 
 
-def _statements(engine: Engine) -> tuple[list[tuple[str, Any]], Any]:
-    seen: list[tuple[str, Any]] = []
-
-    def record(_conn: Any, _cursor: Any, statement: str, parameters: Any, *_: Any) -> None:
-        seen.append((statement, parameters))
-
-    event.listen(engine, "before_cursor_execute", record)
-    return seen, record
-
-
 def test_node_reads_search_the_indexes_and_scan_no_table(log: LogEnv) -> None:
     """Every statement reading nodes or leaves of a 45-entry tree, at every size's root
     and every consistency proof to the full size, is an index search on SQLite."""
     coords = sorted({coord for size in range(1, 46) for coord in merkle.root_nodes(size)}
                     | set(merkle.plan_nodes(merkle.consistency_proof_nodes(13, 45))))
     assert {level for level, _ in coords} >= {0, 1, 2, 3, 4, 5}  # several levels at once
-    seen, record = _statements(log.engine)
-    try:
+    hashes: list[bytes] = []
+
+    def read() -> None:
         with log.engine.connect() as conn:
-            hashes = read_nodes(conn, coords)
-    finally:
-        event.remove(log.engine, "before_cursor_execute", record)
-    reads = [(s, p) for s, p in seen if s.lstrip().upper().startswith("SELECT")]
-    with log.engine.connect() as conn:
-        plans = [
-            detail
-            for statement, parameters in reads
-            for *_, detail in conn.exec_driver_sql(
-                "EXPLAIN QUERY PLAN " + statement, parameters).all()
-        ]
+            hashes.extend(read_nodes(conn, coords))
+
+    plans = read_plans(log.engine, read)
     assert len(hashes) == len(coords)
-    assert len(reads) == 2  # one statement per table
     touching = [p for p in plans if any(table in p for table in _GROWING)]
     assert len(touching) >= 2
     assert all(p.startswith("SEARCH ") for p in touching), plans

@@ -1,0 +1,37 @@
+"""Indexes for the lists that must not cost more as the log and the queues grow.
+
+The audit entry list filtered by purpose walked the whole log newest first when few
+entries matched; the overview's chart read every counted entry ever written to find the
+last weeks; the re-identification queue sorted every request on each page. Each now
+finds its rows in an index of its own.
+
+Revision ID: 0006
+Revises: 0005
+Create Date: 2026-11-29
+"""
+
+from collections.abc import Sequence
+
+from alembic import op
+
+revision: str = "0006"
+down_revision: str | None = "0005"
+branch_labels: str | Sequence[str] | None = None
+depends_on: str | Sequence[str] | None = None
+
+INDEXES = (
+    ("ix_audit_entry_purpose_seq", "audit_entry", ["purpose", "seq"]),
+    ("ix_audit_entry_action_time", "audit_entry", ["action", "time"]),
+    ("ix_reidentification_created", "reidentification", ["created_at", "id"]),
+    ("ix_reidentification_status_created", "reidentification", ["status", "created_at", "id"]),
+)
+
+
+def upgrade() -> None:
+    for name, table, columns in INDEXES:
+        op.create_index(name, table, columns)
+
+
+def downgrade() -> None:
+    for name, table, _ in reversed(INDEXES):
+        op.drop_index(name, table_name=table)

@@ -1,0 +1,118 @@
+"""The lists read what they show from an index, however long the log and the queues grow.
+
+Each case below ran, on SQLite, as a walk of a whole table or index (the audit log
+newest first until enough entries matched; every counted entry ever written; every
+re-identification request, sorted): a cost that grew with every entry. The plans are
+SQLite's own for the statements the services send.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from datetime import UTC, date, datetime
+from pathlib import Path
+from typing import Any
+
+import pytest
+from sqlalchemy import select
+
+from broker import cursors
+from broker.audit.service import EntryFilter, Scope, list_entries
+from broker.disclosure_tables import reidentification
+from broker.keys import KeyRing
+from broker.officer.activity import activity
+from tests.audit.audit_kit import LogEnv, make_env, read_plans
+
+GROWING = ("audit_entry", "audit_entry_org", "audit_node", "reidentification")
+
+
+@pytest.fixture
+def log(sqlite_url: str, keys: KeyRing, key_dir: Path, tmp_path: Path) -> Iterator[LogEnv]:
+    made = make_env(sqlite_url, keys, key_dir, tmp_path)
+    try:
+        made.fill(30)
+        yield made
+    finally:
+        made.log.close()
+        made.engine.dispose()
+
+
+def _entries(log: LogEnv, scope: Scope, filters: EntryFilter, cursor: str | None = None
+             ) -> Callable[[], Any]:
+    return lambda: list_entries(log.engine, scope, filters, limit=10, cursor=cursor)
+
+
+def _requests(log: LogEnv, status: str | None, cursor: str | None) -> Callable[[], Any]:
+    query = select(reidentification)
+    if status is not None:
+        query = query.where(reidentification.c.status == status)
+    return lambda: cursors.newest_first(
+        log.engine, query, reidentification.c.created_at, reidentification.c.id,
+        prefix="r1|", limit=10, cursor=cursor)
+
+
+CURSOR = cursors.encode("r1|", datetime(2026, 11, 1, tzinfo=UTC), "rid_x")
+Case = Callable[[LogEnv], Callable[[], Any]]
+CASES: dict[str, Case] = {
+    "a partner's entries": lambda log: _entries(log, Scope("belastingdienst"), EntryFilter()),
+    "a partner's entries, next page": lambda log: _entries(
+        log, Scope("politie"), EntryFilter(), cursor=list_entries(
+            log.engine, Scope("politie"), EntryFilter(), limit=10, cursor=None)[1]),
+    "entries of one purpose": lambda log: _entries(
+        log, Scope.everything(), EntryFilter(purpose="fiscale-handhaving")),
+    "the overview's chart": lambda log: lambda: activity(
+        log.engine, today=date(2026, 11, 29), weeks=6),
+    "pending requests, next page": lambda log: _requests(log, "pending", CURSOR),
+    "requests, next page": lambda log: _requests(log, None, CURSOR),
+}
+BOUNDED: dict[str, tuple[Case, str]] = {
+    # An unfiltered first page walks the newest rows of an index and stops after the page.
+    "re-identification requests": (lambda log: _requests(log, None, None),
+                                   "SCAN reidentification USING INDEX ix_reidentification_created"),
+    # Found through the purpose's index, then sorted: bounded by that purpose's entries.
+    "a partner's entries of one purpose": (lambda log: _entries(
+        log, Scope("belastingdienst"), EntryFilter(purpose="integrale-controle")),
+        "USE TEMP B-TREE FOR ORDER BY"),
+}
+
+
+def _touching(plans: list[str]) -> list[str]:
+    return [p for p in plans if any(f" {table} " in f" {p} " for table in GROWING)]
+
+
+@pytest.mark.parametrize("case", list(CASES))
+def test_lists_search_an_index(log: LogEnv, case: str) -> None:
+    plans = read_plans(log.engine, CASES[case](log))
+    touching = _touching(plans)
+    assert touching, plans
+    assert all(p.startswith("SEARCH ") for p in touching), plans
+    assert not any("TEMP B-TREE" in p for p in plans), plans
+
+
+@pytest.mark.parametrize("case", list(BOUNDED))
+def test_bounded_walks_are_the_only_exceptions(log: LogEnv, case: str) -> None:
+    make, exception = BOUNDED[case]
+    plans = read_plans(log.engine, make(log))
+    assert exception in plans, plans
+    rest = [p for p in _touching(plans) if p != exception]
+    assert all(p.startswith("SEARCH ") for p in rest), plans
+    assert [p for p in plans if "TEMP B-TREE" in p] in ([], [exception]), plans
+
+
+def test_a_partners_list_is_its_own_entries_newest_first(log: LogEnv) -> None:
+    log.fill(3, start=100)
+    for org in ("gemeente", "politie", "belastingdienst"):
+        seen: list[int] = []
+        cursor = None
+        while True:
+            items, cursor = list_entries(log.engine, Scope(org), EntryFilter(), limit=7,
+                                         cursor=cursor)
+            seen.extend(item["seq"] for item in items)
+            if cursor is None:
+                break
+        every, _ = list_entries(log.engine, Scope.everything(), EntryFilter(), limit=1000,
+                                cursor=None)
+        expected = [item["seq"] for item in every
+                    if item["org"] == org or any(i["source"] == org for i in item["items"])]
+        assert seen == expected
+        assert (org == "belastingdienst") == (not seen)
