@@ -51,3 +51,16 @@ def make_log(
     for env in made:
         env.log.close()
         env.engine.dispose()
+
+
+@pytest.fixture
+def sqlite_log(sqlite_url: str, keys: KeyRing, key_dir: Path, tmp_path: Path
+               ) -> Iterator[LogEnv]:
+    """A log of 45 entries on a fresh SQLite database (for its query plans)."""
+    made = make_env(sqlite_url, keys, key_dir, tmp_path)
+    try:
+        made.fill(45)
+        yield made
+    finally:
+        made.log.close()
+        made.engine.dispose()

@@ -8,9 +8,8 @@ SQLite's own for the statements the services send.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from datetime import UTC, date, datetime
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -19,22 +18,10 @@ from sqlalchemy import select
 from broker import cursors
 from broker.audit.service import EntryFilter, Scope, list_entries
 from broker.disclosure_tables import reidentification
-from broker.keys import KeyRing
 from broker.officer.activity import activity
-from tests.audit.audit_kit import LogEnv, make_env, read_plans
+from tests.audit.audit_kit import LogEnv, read_plans
 
 GROWING = ("audit_entry", "audit_entry_org", "audit_node", "reidentification")
-
-
-@pytest.fixture
-def log(sqlite_url: str, keys: KeyRing, key_dir: Path, tmp_path: Path) -> Iterator[LogEnv]:
-    made = make_env(sqlite_url, keys, key_dir, tmp_path)
-    try:
-        made.fill(30)
-        yield made
-    finally:
-        made.log.close()
-        made.engine.dispose()
 
 
 def _entries(log: LogEnv, scope: Scope, filters: EntryFilter, cursor: str | None = None
@@ -81,7 +68,8 @@ def _touching(plans: list[str]) -> list[str]:
 
 
 @pytest.mark.parametrize("case", list(CASES))
-def test_lists_search_an_index(log: LogEnv, case: str) -> None:
+def test_lists_search_an_index(sqlite_log: LogEnv, case: str) -> None:
+    log = sqlite_log
     plans = read_plans(log.engine, CASES[case](log))
     touching = _touching(plans)
     assert touching, plans
@@ -90,7 +78,8 @@ def test_lists_search_an_index(log: LogEnv, case: str) -> None:
 
 
 @pytest.mark.parametrize("case", list(BOUNDED))
-def test_bounded_walks_are_the_only_exceptions(log: LogEnv, case: str) -> None:
+def test_bounded_walks_are_the_only_exceptions(sqlite_log: LogEnv, case: str) -> None:
+    log = sqlite_log
     make, exception = BOUNDED[case]
     plans = read_plans(log.engine, make(log))
     assert exception in plans, plans
@@ -99,7 +88,8 @@ def test_bounded_walks_are_the_only_exceptions(log: LogEnv, case: str) -> None:
     assert [p for p in plans if "TEMP B-TREE" in p] in ([], [exception]), plans
 
 
-def test_a_partners_list_is_its_own_entries_newest_first(log: LogEnv) -> None:
+def test_a_partners_list_is_its_own_entries_newest_first(sqlite_log: LogEnv) -> None:
+    log = sqlite_log
     log.fill(3, start=100)
     for org in ("gemeente", "politie", "belastingdienst"):
         seen: list[int] = []

@@ -9,7 +9,6 @@ which signs between batches, held every waiting request meanwhile.
 from __future__ import annotations
 
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -28,26 +27,15 @@ from sqlalchemy import (
 from broker.audit import merkle
 from broker.audit.tables import read_nodes, stored_root
 from broker.db import make_engine, pairs_in
-from broker.keys import KeyRing
-from tests.audit.audit_kit import LogEnv, make_env, read_plans
+from tests.audit.audit_kit import LogEnv, read_plans
 
 _GROWING = ("audit_node", "audit_entry")
 
 
-@pytest.fixture
-def log(sqlite_url: str, keys: KeyRing, key_dir: Path, tmp_path: Path) -> Iterator[LogEnv]:
-    made = make_env(sqlite_url, keys, key_dir, tmp_path)
-    try:
-        made.fill(45)
-        yield made
-    finally:
-        made.log.close()
-        made.engine.dispose()
-
-
-def test_node_reads_search_the_indexes_and_scan_no_table(log: LogEnv) -> None:
+def test_node_reads_search_the_indexes_and_scan_no_table(sqlite_log: LogEnv) -> None:
     """Every statement reading nodes or leaves of a 45-entry tree, at every size's root
     and every consistency proof to the full size, is an index search on SQLite."""
+    log = sqlite_log
     coords = sorted({coord for size in range(1, 46) for coord in merkle.root_nodes(size)}
                     | set(merkle.plan_nodes(merkle.consistency_proof_nodes(13, 45))))
     assert {level for level, _ in coords} >= {0, 1, 2, 3, 4, 5}  # several levels at once
@@ -64,7 +52,8 @@ def test_node_reads_search_the_indexes_and_scan_no_table(log: LogEnv) -> None:
     assert all(p.startswith("SEARCH ") for p in touching), plans
 
 
-def test_the_stored_root_is_the_tree_root_at_every_size(log: LogEnv) -> None:
+def test_the_stored_root_is_the_tree_root_at_every_size(sqlite_log: LogEnv) -> None:
+    log = sqlite_log
     leaves: list[bytes] = []
     with log.engine.connect() as conn:
         leaves = read_nodes(conn, [(0, i) for i in range(45)])
