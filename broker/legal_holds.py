@@ -87,7 +87,7 @@ def place(runtime: Runtime, officer: Officer, signal_id: str, case_reference: st
         if is_held(conn, signal_id):
             raise Conflict("This signal is already under a legal hold.")
         conn.execute(legal_hold.insert().values(
-            signal_id=signal_id, case_reference=case_reference,
+            signal_id=signal_id, org=row.source, case_reference=case_reference,
             placed_by=officer.client_id, placed_at=hold.placed_at))
 
     runtime.audit.record(_draft("legal_hold_placed", officer, row, case_reference), work=work)
@@ -134,8 +134,8 @@ def listed(
     query = (
         select(legal_hold, SIGNAL.c.category)
         .join(SIGNAL, SIGNAL.c.id == legal_hold.c.signal_id)
-        .where(SIGNAL.c.source == org, SIGNAL.c.erased_at.is_(None))
-    )
+        .where(legal_hold.c.org == org, SIGNAL.c.erased_at.is_(None))
+    )  # found through the organisation's own holds, not through all its signals
     if case_reference is not None:
         query = query.where(legal_hold.c.case_reference == case_reference)
     page, next_cursor = cursors.newest_first(

@@ -104,11 +104,13 @@ legal_hold = Table(
     "legal_hold",
     SQLModel.metadata,
     Column("signal_id", String(40), primary_key=True),
+    Column("org", String(64), nullable=False),  # the signal's source (0006)
     Column("case_reference", String(64), nullable=False),
     Column("placed_by", String(40), nullable=False),
     Column("placed_at", TZ, nullable=False),
+    Index("ix_legal_hold_org_placed", "org", "placed_at", "signal_id"),
 )
-"""Signals kept from erasure while a case needs them (0005)."""
+"""Signals kept from erasure while a case needs them (0005), by their organisation."""
 
 
 class PolicyVersion(SQLModel, table=True):

@@ -2,8 +2,9 @@
 
 The audit entry list filtered by purpose walked the whole log newest first when few
 entries matched; the overview's chart read every counted entry ever written to find the
-last weeks; the re-identification queue sorted every request on each page. Each now
-finds its rows in an index of its own.
+last weeks; the re-identification queue sorted every request on each page; the legal
+hold list went through every signal the organisation ever contributed. Each now finds
+its rows in an index of its own; a hold names its signal's organisation for that.
 
 Revision ID: 0006
 Revises: 0005
@@ -12,6 +13,7 @@ Create Date: 2026-11-29
 
 from collections.abc import Sequence
 
+import sqlalchemy as sa
 from alembic import op
 
 revision: str = "0006"
@@ -30,8 +32,17 @@ INDEXES = (
 def upgrade() -> None:
     for name, table, columns in INDEXES:
         op.create_index(name, table, columns)
+    op.add_column("legal_hold", sa.Column("org", sa.String(64), nullable=True))
+    op.execute("UPDATE legal_hold SET org = "
+               "(SELECT source FROM signal WHERE signal.id = legal_hold.signal_id)")
+    with op.batch_alter_table("legal_hold") as batch:
+        batch.alter_column("org", existing_type=sa.String(64), nullable=False)
+    op.create_index("ix_legal_hold_org_placed", "legal_hold", ["org", "placed_at", "signal_id"])
 
 
 def downgrade() -> None:
+    op.drop_index("ix_legal_hold_org_placed", table_name="legal_hold")
+    with op.batch_alter_table("legal_hold") as batch:
+        batch.drop_column("org")
     for name, table, _ in reversed(INDEXES):
         op.drop_index(name, table_name=table)

@@ -9,9 +9,10 @@ from datetime import timedelta
 from fastapi.testclient import TestClient
 from sqlalchemy import text
 
-from broker import signals
+from broker import migrate, signals
 from broker.actors import system_actor
 from broker.clock import utcnow
+from broker.db import make_engine
 from broker.runtime import Runtime
 from tests.api.disclosure_kit import drugs, energy
 
@@ -163,3 +164,32 @@ def test_bad_list_parameters_are_problems(api: TestClient, auth_headers: Headers
         assert answer.headers["content-type"] == PROBLEM
     requester = auth_headers("politie", ["requester"])
     assert api.get("/v1/legal-holds", headers=requester).status_code == 403
+
+
+def test_holds_placed_before_0006_are_listed_after_it(
+    api: TestClient, auth_headers: Headers, runtime: Runtime, db_url: str
+) -> None:
+    """Migration 0006 gives each hold its signal's organisation (the list reads holds by
+    it): holds placed at 0005 are listed after the upgrade, and 0005 comes back."""
+    politie = auth_headers("politie", ["contributor"])
+    officer = auth_headers("politie", ["privacy_officer"])
+    held = [api.post("/v1/signals", json=drugs(), headers=politie).json()["id"]
+            for _ in range(2)]
+    engine = make_engine(db_url)
+    try:
+        migrate.downgrade(engine, "0005")
+        with engine.begin() as conn:  # placed as 0005 placed them: no organisation
+            for n, signal_id in enumerate(held):
+                conn.execute(text(
+                    "INSERT INTO legal_hold (signal_id, case_reference, placed_by, placed_at)"
+                    " VALUES (:s, 'RB-5', 'cl_x', :t)"),
+                    {"s": signal_id, "t": utcnow() + timedelta(seconds=n)})
+        migrate.upgrade(engine)
+        with engine.connect() as conn:
+            orgs = conn.execute(text("SELECT DISTINCT org FROM legal_hold")).scalars().all()
+    finally:
+        engine.dispose()
+    assert orgs == ["politie"]
+    listed = api.get("/v1/legal-holds", headers=officer)
+    assert [h["signal_id"] for h in listed.json()["items"]] == held[::-1]
+    assert api.delete(f"/v1/signals/{held[0]}", headers=politie).status_code == 409

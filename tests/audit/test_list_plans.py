@@ -10,18 +10,20 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from datetime import UTC, date, datetime
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
 from sqlalchemy import select
 
-from broker import cursors
+from broker import cursors, legal_holds
 from broker.audit.service import EntryFilter, Scope, list_entries
 from broker.disclosure_tables import reidentification
 from broker.officer.activity import activity
 from tests.audit.audit_kit import LogEnv, read_plans
 
-GROWING = ("audit_entry", "audit_entry_org", "audit_node", "reidentification")
+GROWING = ("audit_entry", "audit_entry_org", "audit_node", "reidentification", "legal_hold",
+           "signal")
 
 
 def _entries(log: LogEnv, scope: Scope, filters: EntryFilter, cursor: str | None = None
@@ -51,6 +53,13 @@ CASES: dict[str, Case] = {
         log.engine, today=date(2026, 11, 29), weeks=6),
     "pending requests, next page": lambda log: _requests(log, "pending", CURSOR),
     "requests, next page": lambda log: _requests(log, None, CURSOR),
+    "an organisation's legal holds": lambda log: lambda: legal_holds.listed(
+        SimpleNamespace(engine=log.engine), "politie", limit=10),  # type: ignore[arg-type]
+    "legal holds of one case, next page": lambda log: lambda: legal_holds.listed(
+        SimpleNamespace(engine=log.engine), "politie",  # type: ignore[arg-type]
+        case_reference="RB-1", limit=10,
+        cursor=cursors.encode(legal_holds.CURSOR_PREFIX, datetime(2026, 11, 1, tzinfo=UTC),
+                              "sig_x")),
 }
 BOUNDED: dict[str, tuple[Case, str]] = {
     # An unfiltered first page walks the newest rows of an index and stops after the page.
