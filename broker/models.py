@@ -9,7 +9,16 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import Column, DateTime, Index, LargeBinary, String, Table, UniqueConstraint
+from sqlalchemy import (
+    Column,
+    DateTime,
+    Index,
+    LargeBinary,
+    String,
+    Table,
+    UniqueConstraint,
+    text,
+)
 from sqlmodel import Field, SQLModel
 
 TZ = DateTime(timezone=True)
@@ -45,7 +54,13 @@ class Signal(SQLModel, table=True):
     """One fact about one subject; the payload is sealed, the envelope is clear."""
 
     __tablename__ = "signal"
-    __table_args__ = (Index("ix_signal_source_received", "source", "received_at"),)
+    __table_args__ = (
+        Index("ix_signal_source_received", "source", "received_at"),
+        # The organisation's live signals newest first, without its erased (shredded) rows
+        # and without a sort (0006).
+        Index("ix_signal_live_source_received", "source", "received_at", "id",
+              sqlite_where=text("erased_at IS NULL"), postgresql_where=text("erased_at IS NULL")),
+    )
 
     id: str = Field(primary_key=True, max_length=40)
     source: str = Field(max_length=64)

@@ -3,7 +3,8 @@
 The audit entry list filtered by purpose walked the whole log newest first when few
 entries matched; the overview's chart read every counted entry ever written to find the
 last weeks; the re-identification queue sorted every request on each page; the legal
-hold list went through every signal the organisation ever contributed. Each now finds
+hold list went through every signal the organisation ever contributed, and the signal
+list through the erased ones too. Each now finds
 its rows in an index of its own; a hold names its signal's organisation for that.
 
 Revision ID: 0006
@@ -38,9 +39,13 @@ def upgrade() -> None:
     with op.batch_alter_table("legal_hold") as batch:
         batch.alter_column("org", existing_type=sa.String(64), nullable=False)
     op.create_index("ix_legal_hold_org_placed", "legal_hold", ["org", "placed_at", "signal_id"])
+    op.create_index("ix_signal_live_source_received", "signal", ["source", "received_at", "id"],
+                    sqlite_where=sa.text("erased_at IS NULL"),
+                    postgresql_where=sa.text("erased_at IS NULL"))
 
 
 def downgrade() -> None:
+    op.drop_index("ix_signal_live_source_received", table_name="signal")
     op.drop_index("ix_legal_hold_org_placed", table_name="legal_hold")
     with op.batch_alter_table("legal_hold") as batch:
         batch.drop_column("org")

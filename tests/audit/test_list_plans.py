@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 from sqlalchemy import select
 
-from broker import cursors, legal_holds
+from broker import cursors, legal_holds, signals
 from broker.audit.service import EntryFilter, Scope, list_entries
 from broker.disclosure_tables import reidentification
 from broker.officer.activity import activity
@@ -53,6 +53,14 @@ CASES: dict[str, Case] = {
         log.engine, today=date(2026, 11, 29), weeks=6),
     "pending requests, next page": lambda log: _requests(log, "pending", CURSOR),
     "requests, next page": lambda log: _requests(log, None, CURSOR),
+    "an organisation's signals": lambda log: lambda: signals.list_signals(
+        SimpleNamespace(engine=log.engine), "politie",  # type: ignore[arg-type]
+        category=None, since=None, until=None, limit=10, cursor=None),
+    "an organisation's signals, next page": lambda log: lambda: signals.list_signals(
+        SimpleNamespace(engine=log.engine), "politie",  # type: ignore[arg-type]
+        category=None, since=None, until=None, limit=10,
+        cursor=cursors.encode(signals.CURSOR_PREFIX, datetime(2026, 11, 1, tzinfo=UTC),
+                              "sig_x")),
     "an organisation's legal holds": lambda log: lambda: legal_holds.listed(
         SimpleNamespace(engine=log.engine), "politie", limit=10),  # type: ignore[arg-type]
     "legal holds of one case, next page": lambda log: lambda: legal_holds.listed(
