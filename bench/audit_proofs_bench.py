@@ -171,13 +171,13 @@ def stored_proofs(
                     "INSERT INTO audit_entry (seq, entry_id, action, org, purpose, time, bytes,"
                     " leaf_hash) VALUES (?, ?, 'hit', NULL, NULL, '2026-11-28 10:00:00.000000',"
                     " ?, ?)",
-                    ((seq, f"e{seq}", entry_at(shapes, seq), store.leaf(seq))
-                     for seq in range(n)))
+                    [(seq, f"e{seq}", entry_at(shapes, seq), store.leaf(seq))
+                     for seq in range(n)])
                 cursor.executemany(
                     "INSERT INTO audit_node (level, idx, hash) VALUES (?, ?, ?)",
-                    ((level, index, store.get(level, index))
+                    [(level, index, store.get(level, index))
                      for level in range(1, len(store.levels))
-                     for index in range(len(store.levels[level]) // HASH)))
+                     for index in range(len(store.levels[level]) // HASH)])
                 cursor.execute("COMMIT")
             finally:
                 raw.close()

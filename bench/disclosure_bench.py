@@ -374,8 +374,8 @@ def main() -> None:
                         help="server processes per app (default 2)")
     parser.add_argument("--grow-seconds", type=float, default=0.0,
                         help="load the broker this long before the rounds, so that they "
-                             "run against a log that has grown (a 60 s load appends "
-                             "about 180,000 entries)")
+                             "run against a log that has grown (90 s appended about "
+                             "200,000 entries on 2 cores)")
     args = parser.parse_args()
     wrk = ensure_wrk()
     with tempfile.TemporaryDirectory(prefix="disclosure-bench-") as tmp:

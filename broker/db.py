@@ -195,6 +195,10 @@ def read_rows(engine: Engine, sql: str, params: Any, what: str) -> list[Any]:
     return rows
 
 
+MAX_PAIR_GROUPS = 500
+"""Distinct first values one `pairs_in` condition takes (its callers ask in chunks)."""
+
+
 def pairs_in(
     first: ColumnElement[Any], second: ColumnElement[Any], pairs: Iterable[tuple[Any, Any]]
 ) -> ColumnElement[bool]:
@@ -210,6 +214,8 @@ def pairs_in(
         grouped.setdefault(a, []).append(b)
     if not grouped:
         return false()
+    if len(grouped) > MAX_PAIR_GROUPS:  # SQLite refuses expression trees deeper than 1000
+        raise ValueError(f"pairs_in takes at most {MAX_PAIR_GROUPS} distinct first values")
     return or_(*(and_(first == a, second.in_(bs)) for a, bs in grouped.items()))
 
 

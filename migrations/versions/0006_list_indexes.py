@@ -7,6 +7,9 @@ hold list went through every signal the organisation ever contributed, and the s
 list through the erased ones too. Each now finds
 its rows in an index of its own; a hold names its signal's organisation for that.
 
+Stop the servers for this upgrade: a process started before it would place holds
+without an organisation, which the new column refuses.
+
 Revision ID: 0006
 Revises: 0005
 Create Date: 2026-11-29
@@ -33,6 +36,12 @@ INDEXES = (
 def upgrade() -> None:
     for name, table, columns in INDEXES:
         op.create_index(name, table, columns)
+    orphans = op.get_bind().execute(sa.text(
+        "SELECT count(*) FROM legal_hold WHERE signal_id NOT IN (SELECT id FROM signal)"
+    )).scalar_one()
+    if orphans:
+        raise RuntimeError(f"{orphans} legal holds name no stored signal; refusing to "
+                           "upgrade (a hold's organisation is its signal's source)")
     op.add_column("legal_hold", sa.Column("org", sa.String(64), nullable=True))
     op.execute("UPDATE legal_hold SET org = "
                "(SELECT source FROM signal WHERE signal.id = legal_hold.signal_id)")

@@ -6,6 +6,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from datetime import timedelta
 
+import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import text
 
@@ -193,3 +194,18 @@ def test_holds_placed_before_0006_are_listed_after_it(
     listed = api.get("/v1/legal-holds", headers=officer)
     assert [h["signal_id"] for h in listed.json()["items"]] == held[::-1]
     assert api.delete(f"/v1/signals/{held[0]}", headers=politie).status_code == 409
+
+
+def test_0006_refuses_a_hold_of_no_stored_signal_and_changes_nothing(db_url: str) -> None:
+    engine = make_engine(db_url)
+    try:
+        migrate.downgrade(engine, "0005")
+        with engine.begin() as conn:
+            conn.execute(text(
+                "INSERT INTO legal_hold (signal_id, case_reference, placed_by, placed_at)"
+                " VALUES ('sig_gone', 'RB-5', 'cl_x', :t)"), {"t": utcnow()})
+        with pytest.raises(RuntimeError, match="1 legal holds name no stored signal"):
+            migrate.upgrade(engine)
+        assert migrate.current_revision(engine) == "0005"
+    finally:
+        engine.dispose()

@@ -91,3 +91,8 @@ def test_pairs_in_selects_exactly_the_stored_pairs_asked_for(
         rows = conn.execute(select(_pairs.c.a, _pairs.c.b).where(
             pairs_in(_pairs.c.a, _pairs.c.b, asked))).all()
     assert sorted((int(a), str(b)) for a, b in rows) == sorted(_STORED & set(asked))
+
+
+def test_pairs_in_refuses_more_groups_than_sqlite_can_parse() -> None:
+    with pytest.raises(ValueError, match="at most 500"):
+        pairs_in(_pairs.c.a, _pairs.c.b, [(a, "x") for a in range(501)])
