@@ -55,9 +55,8 @@ class Signal(SQLModel, table=True):
 
     __tablename__ = "signal"
     __table_args__ = (
-        Index("ix_signal_source_received", "source", "received_at"),
         # The organisation's live signals newest first, without its erased (shredded) rows
-        # and without a sort (0006).
+        # and without a sort (0006; it replaces `ix_signal_source_received`).
         Index("ix_signal_live_source_received", "source", "received_at", "id",
               sqlite_where=text("erased_at IS NULL"), postgresql_where=text("erased_at IS NULL")),
     )

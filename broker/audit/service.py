@@ -156,29 +156,27 @@ def list_entries(
         raise invalid(("query", "limit"), "must be between 1 and 1000")
     before = decode_cursor(cursor) if cursor else None
     query = select(audit_entry.c.seq, audit_entry.c.bytes)
-    order = audit_entry.c.seq
+    # A partner's entries are read from its own rows of the organisation index: walking
+    # the whole log newest first for those that concern it would cost more the less it is
+    # involved. (An action or acting organisation filter has an index of its own, which
+    # the `_visible` condition then follows.) Its purpose is compared as an expression,
+    # so that the purpose index, which would find every entry of the purpose to be
+    # sorted, is not used instead.
+    by_org = scope.org is not None and not (filters.action or filters.org)
+    purpose = audit_entry.c.purpose.concat("") if by_org else audit_entry.c.purpose
+    order = audit_entry_org.c.seq if by_org else audit_entry.c.seq
     conditions = [
         audit_entry.c.action == filters.action if filters.action else None,
         audit_entry.c.org == filters.org if filters.org else None,
-        audit_entry.c.purpose == filters.purpose if filters.purpose else None,
+        purpose == filters.purpose if filters.purpose else None,
         audit_entry.c.time >= as_utc(filters.since) if filters.since else None,
         audit_entry.c.time < as_utc(filters.until) if filters.until else None,
+        audit_entry_org.c.org == scope.org if by_org else _visible(scope),
+        order < before if before is not None else None,
     ]
-    if scope.org is not None and not (filters.action or filters.org):
-        # A partner's entries, read from its own rows of the organisation index: walking
-        # the whole log newest first for those that concern it would cost more the less
-        # it is involved. (An action or acting organisation filter has an index of its
-        # own, which the condition below then follows.)
+    if by_org:
         query = query.select_from(audit_entry_org.join(
             audit_entry, audit_entry.c.seq == audit_entry_org.c.seq))
-        if filters.purpose:  # compared as an expression, so the purpose index (which
-            # would find every entry of the purpose, to be sorted) is not used
-            conditions[2] = audit_entry.c.purpose.concat("") == filters.purpose
-        conditions.append(audit_entry_org.c.org == scope.org)
-        order = audit_entry_org.c.seq
-    else:
-        conditions.append(_visible(scope))
-    conditions.append(order < before if before is not None else None)
     for condition in conditions:
         if condition is not None:
             query = query.where(condition)

@@ -4,8 +4,9 @@ The audit entry list filtered by purpose walked the whole log newest first when 
 entries matched; the overview's chart read every counted entry ever written to find the
 last weeks; the re-identification queue sorted every request on each page; the legal
 hold list went through every signal the organisation ever contributed, and the signal
-list through the erased ones too. Each now finds
-its rows in an index of its own; a hold names its signal's organisation for that.
+list through the erased ones too. Each now finds its rows in an index of its own: a
+hold names its signal's organisation for that, and the signal list's index holds live
+signals only (it replaces the one over all of them).
 
 Stop the servers for this upgrade: a process started before it would place holds
 without an organisation, which the new column refuses.
@@ -30,12 +31,12 @@ INDEXES = (
     ("ix_audit_entry_action_time", "audit_entry", ["action", "time"]),
     ("ix_reidentification_created", "reidentification", ["created_at", "id"]),
     ("ix_reidentification_status_created", "reidentification", ["status", "created_at", "id"]),
+    ("ix_legal_hold_org_placed", "legal_hold", ["org", "placed_at", "signal_id"]),
 )
+LIVE = sa.text("erased_at IS NULL")
 
 
 def upgrade() -> None:
-    for name, table, columns in INDEXES:
-        op.create_index(name, table, columns)
     orphans = op.get_bind().execute(sa.text(
         "SELECT count(*) FROM legal_hold WHERE signal_id NOT IN (SELECT id FROM signal)"
     )).scalar_one()
@@ -47,16 +48,17 @@ def upgrade() -> None:
                "(SELECT source FROM signal WHERE signal.id = legal_hold.signal_id)")
     with op.batch_alter_table("legal_hold") as batch:
         batch.alter_column("org", existing_type=sa.String(64), nullable=False)
-    op.create_index("ix_legal_hold_org_placed", "legal_hold", ["org", "placed_at", "signal_id"])
+    for name, table, columns in INDEXES:
+        op.create_index(name, table, columns)
+    op.drop_index("ix_signal_source_received", table_name="signal")
     op.create_index("ix_signal_live_source_received", "signal", ["source", "received_at", "id"],
-                    sqlite_where=sa.text("erased_at IS NULL"),
-                    postgresql_where=sa.text("erased_at IS NULL"))
+                    sqlite_where=LIVE, postgresql_where=LIVE)
 
 
 def downgrade() -> None:
     op.drop_index("ix_signal_live_source_received", table_name="signal")
-    op.drop_index("ix_legal_hold_org_placed", table_name="legal_hold")
-    with op.batch_alter_table("legal_hold") as batch:
-        batch.drop_column("org")
+    op.create_index("ix_signal_source_received", "signal", ["source", "received_at"])
     for name, table, _ in reversed(INDEXES):
         op.drop_index(name, table_name=table)
+    with op.batch_alter_table("legal_hold") as batch:
+        batch.drop_column("org")
