@@ -276,26 +276,44 @@ class CheckpointSigner:
         proof), or when the entries added since do not hash into it.
         """
         with self._mutex, _exclusive(self._lock_path):
+            return self._sign(self.remembered(), None)
+
+    def sign_at(self, size: int) -> StoredCheckpoint | None:
+        """Sign a checkpoint of the first `size` entries (durable ones: the appender's), or
+        None when a head of at least that size is signed already (another process's
+        appender got there first). Refused as `sign` is."""
+        with self._mutex, _exclusive(self._lock_path):
             state = self.remembered()
-            with self.engine.connect() as conn:
-                size = tree_size(conn)
-                try:
-                    root = stored_root(conn, size)
-                except TreeDamaged as exc:
-                    raise CheckpointRefused(f"the log's tree is damaged: {exc}") from None
-                problem = continuity_problem(
-                    conn, state, self.origin, size, root
-                ) or new_entries_problem(conn, state.size if state else 0, size, root)
-                if problem:
-                    raise CheckpointRefused(f"refusing to sign a checkpoint: {problem}")
-                latest = latest_checkpoint(conn)
-            if latest is not None and self._reusable(latest, size, root):
-                checkpoint = latest
-            else:
-                checkpoint = self._store(size, root)
-            if state is None or (state.size, state.root) != (size, root):
-                self._remember(size, root, checkpoint.time)
-            return checkpoint
+            if state is not None and state.size >= size:
+                return None
+            return self._sign(state, size)
+
+    def _sign(self, state: SignerState | None, at: int | None) -> StoredCheckpoint:
+        """Under the signing locks: sign the tree at `at` entries (None: all of them)."""
+        with self.engine.connect() as conn:
+            stored = tree_size(conn)
+            if at is not None and at > stored:
+                raise CheckpointRefused(
+                    f"refusing to sign a checkpoint of {at} entries: the log holds {stored}"
+                )
+            size = stored if at is None else at
+            try:
+                root = stored_root(conn, size)
+            except TreeDamaged as exc:
+                raise CheckpointRefused(f"the log's tree is damaged: {exc}") from None
+            problem = continuity_problem(
+                conn, state, self.origin, size, root
+            ) or new_entries_problem(conn, state.size if state else 0, size, root)
+            if problem:
+                raise CheckpointRefused(f"refusing to sign a checkpoint: {problem}")
+            latest = latest_checkpoint(conn)
+        if latest is not None and self._reusable(latest, size, root):
+            checkpoint = latest
+        else:
+            checkpoint = self._store(size, root)
+        if state is None or (state.size, state.root) != (size, root):
+            self._remember(size, root, checkpoint.time)
+        return checkpoint
 
     def _reusable(self, latest: StoredCheckpoint, size: int, root: bytes) -> bool:
         if (latest.size, latest.root) != (size, root):

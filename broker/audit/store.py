@@ -17,6 +17,11 @@ the frontier is extended over its rows after cheap checks (leaf hash, seq, origi
 nodes it stored), so a row slipped in behind the appenders' backs stops the appender
 (fail closed) rather than being built into every later root; after a restart the
 frontier is rebuilt from stored nodes in O(log n) reads.
+
+Checkpoints are signed beside the appender, in a thread of their own: every N entries
+(counting signatures of the other processes sharing the log and key directory) or T
+seconds, the appender hands the size it just made durable to the checkpoint thread and
+goes on appending.
 """
 
 from __future__ import annotations
@@ -581,8 +586,8 @@ _STOP = object()
 class AuditLog:
     """The audit appender of one process; see the module docstring.
 
-    `start()` runs the group-commit thread (and periodic checkpoints); without it, for
-    command-line use, `record` appends synchronously in the caller's thread.
+    `start()` runs the group-commit thread and the checkpoint thread beside it; without
+    them, for command-line use, `record` appends synchronously in the caller's thread.
     """
 
     def __init__(
@@ -611,6 +616,8 @@ class AuditLog:
         self._cache: merkle.CompactRange | None = None
         self._cache_tail: bytes | None = None
         self._thread: threading.Thread | None = None
+        self._signer_thread: threading.Thread | None = None
+        self._signatures: queue.SimpleQueue[int | None] = queue.SimpleQueue()
         self._batch_connection = _BatchConnection(engine)
         self._closed = False
         self._last_failed = False
@@ -634,6 +641,10 @@ class AuditLog:
             remembered, self.signer_problem = None, exc.detail
             _log.error("checkpoint signer state unreadable")
         self._signed_size = remembered.size if remembered else None
+        self._signer_thread = threading.Thread(
+            target=self._sign_forever, name="audit-checkpoints", daemon=True
+        )
+        self._signer_thread.start()
         self._thread = threading.Thread(target=self._run, name="audit-appender", daemon=True)
         self._thread.start()
 
@@ -647,6 +658,9 @@ class AuditLog:
                 self._queue.put(_STOP)
         if self._thread is not None:
             self._thread.join()
+        if self._signer_thread is not None:  # after the appender: it signs what was asked
+            self._signatures.put(None)
+            self._signer_thread.join()
         self._batch_connection.close()
 
     def use_keys(self, keys: KeyRing) -> None:
@@ -657,9 +671,12 @@ class AuditLog:
 
     @property
     def healthy(self) -> bool:
-        """False once closed, when the thread died, when the stored tree is damaged, or
+        """False once closed, when either thread died, when the stored tree is damaged, or
         after a failed append while the database does not answer."""
-        if self._closed or (self._thread is not None and not self._thread.is_alive()):
+        if self._closed or any(
+            thread is not None and not thread.is_alive()
+            for thread in (self._thread, self._signer_thread)
+        ):
             return False
         if self.damaged is not None:
             return False
@@ -982,26 +999,57 @@ class AuditLog:
         return max(0.05, self._settings.checkpoint_every_seconds - elapsed)
 
     def _checkpoint_if_due(self) -> None:
-        """Sign when N entries or T seconds have passed since the last signature."""
+        """Ask for a signature when N entries or T seconds have passed since the last one
+        (this process's, or another's it reads from the signer's state)."""
         size = self._cache.size if self._cache is not None else None
         signed = self._signed_size or 0
         if size is None or size <= signed:
             self._last_signed_at = time.monotonic()
             return
-        due_by_count = size - signed >= self._settings.checkpoint_every_entries
+        every = self._settings.checkpoint_every_entries
+        due_by_count = size - signed >= every
         due_by_time = (
             time.monotonic() - self._last_signed_at >= self._settings.checkpoint_every_seconds
         )
         if not (due_by_count or due_by_time):
             return
+        if not due_by_time:
+            signed = self._signed_elsewhere(signed)
+            if size - signed < every:
+                return
         self._last_signed_at = time.monotonic()
+        # From here on this size counts as signed: a refused signature waits a full period
+        # before the next try rather than being asked for after every batch.
+        self._signed_size = size
+        self._signatures.put(size)
+
+    def _signed_elsewhere(self, signed: int) -> int:
+        """The last signed size, counting signatures of other processes' appenders (each
+        process would otherwise sign every N entries of the shared log on its own)."""
         try:
-            checkpoint = self.signer.sign()
-        except Exception as exc:  # noqa: BLE001 - a refused signature must not stop appends
-            self.signer_problem = str(exc)
-            # Wait a full period before trying again rather than at every batch.
-            self._signed_size = size
-            _log.error("checkpoint not signed", extra={"error_type": type(exc).__name__})
-            return
-        self.signer_problem = None
-        self._signed_size = checkpoint.size
+            state = self.signer.remembered()
+        except CheckpointRefused:
+            return signed  # the signature asked for reports the problem
+        if state is not None and state.size > signed:
+            self._signed_size = state.size
+            return state.size
+        return signed
+
+    def _sign_forever(self) -> None:
+        """The checkpoint thread: sign each size asked for, in order, until told to stop.
+
+        Signing reads back and hashes every entry since the last signature and writes a
+        checkpoint of its own; done in the appender thread, it held every request of the
+        process for that long (tens of milliseconds under load, the tail of the answer
+        times). Here the appender goes on meanwhile."""
+        while True:
+            size = self._signatures.get()
+            if size is None:
+                return
+            try:
+                self.signer.sign_at(size)
+            except Exception as exc:  # noqa: BLE001 - a refused signature must not stop the thread
+                self.signer_problem = str(exc)
+                _log.error("checkpoint not signed", extra={"error_type": type(exc).__name__})
+                continue
+            self.signer_problem = None

@@ -4,6 +4,8 @@ group commit under concurrency, several appenders on one log, and failing closed
 from __future__ import annotations
 
 import asyncio
+import fcntl
+import os
 import threading
 import time
 from collections.abc import Callable
@@ -14,6 +16,7 @@ from sqlalchemy import Connection, event, text
 
 from broker.audit.entry import decode_entry, subject_tag
 from broker.audit.merkle import leaf_hash
+from broker.audit.signer import LOCK_FILE
 from broker.audit.store import AuditLog, _Unit, pre_encode
 from broker.clock import utcnow
 from broker.db import writer_lock
@@ -262,6 +265,53 @@ def test_checkpoints_are_signed_every_n_entries(make_log: MakeLog) -> None:
         sizes = conn.execute(text("SELECT size FROM audit_checkpoint ORDER BY id")).scalars().all()
     assert sizes == [10, 20]
     assert env.verify().ok
+
+
+def test_appends_go_on_while_a_checkpoint_is_being_signed(make_log: MakeLog) -> None:
+    """The signature waits on the signer's lock (held here as another process's signature
+    would hold it); the appender keeps answering meanwhile and the signatures follow."""
+    env = make_log(settings={"checkpoint_every_entries": 5})
+    env.log.start()
+    lock_file = env.signer.state_path.with_name(LOCK_FILE)
+    lock_file.parent.mkdir(parents=True, exist_ok=True)
+    held = os.open(lock_file, os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        fcntl.flock(held, fcntl.LOCK_EX)
+        done: list[int] = []
+        writer = threading.Thread(
+            target=lambda: done.extend(env.log.record(draft(n)).seq for n in range(20)))
+        writer.start()
+        writer.join(30)
+        assert done == list(range(20))  # all answered while no signature could be made
+        assert env.scalar("SELECT count(*) FROM audit_checkpoint") == 0
+    finally:
+        os.close(held)  # closing releases the lock
+    env.log.close()  # signs what was asked for before it returns
+    with env.engine.connect() as conn:
+        sizes = conn.execute(text("SELECT size FROM audit_checkpoint ORDER BY id")).scalars().all()
+    assert sizes == [5, 10, 15, 20]
+    assert env.log.signer_problem is None
+    assert env.verify().ok
+
+
+def test_an_appender_counts_checkpoints_signed_by_another_process(make_log: MakeLog) -> None:
+    first, second = make_log(settings={"checkpoint_every_entries": 10}), make_log(
+        settings={"checkpoint_every_entries": 10})
+    first.log.start()
+    second.log.start()
+    for number in range(10):
+        first.log.record(draft(number))
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline and first.signer.remembered() is None:
+        time.sleep(0.02)
+    second.log.record(draft(10))  # 11 entries, none signed by this process's appender
+    for number in range(11, 20):
+        first.log.record(draft(number))
+    first.log.close()
+    second.log.close()
+    with first.engine.connect() as conn:
+        sizes = conn.execute(text("SELECT size FROM audit_checkpoint ORDER BY id")).scalars().all()
+    assert sizes == [10, 20]  # not 11 as well: the second appender read the signed head
 
 
 def test_checkpoints_are_signed_after_t_seconds_when_the_log_grew(make_log: MakeLog) -> None:

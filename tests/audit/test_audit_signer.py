@@ -63,6 +63,25 @@ def test_two_processes_share_one_signer_state(make_log: MakeLog) -> None:
     assert one.verify().ok
 
 
+def test_sign_at_signs_the_first_entries_only_and_never_behind_the_last_head(
+    make_log: MakeLog,
+) -> None:
+    env = make_log()
+    env.fill(9)
+    first = env.signer.sign_at(4)
+    assert first is not None
+    with env.engine.connect() as conn:
+        assert (first.size, first.root) == (4, stored_root(conn, 4))
+    assert env.signer.sign_at(4) is None  # signed already (by another appender, say)
+    assert env.signer.sign_at(3) is None  # never a head behind the last one
+    later = env.signer.sign_at(9)
+    assert later is not None and later.size == 9
+    with pytest.raises(CheckpointRefused, match="holds 9"):
+        env.signer.sign_at(10)
+    assert env.scalar("SELECT count(*) FROM audit_checkpoint") == 2
+    assert env.verify().ok
+
+
 def test_the_default_state_lives_in_the_key_directory(
     keys: KeyRing, key_dir: Path, db_url: str
 ) -> None:
