@@ -50,6 +50,10 @@ class AssertionJti(SQLModel, table=True):
     expires_at: datetime = Field(index=True, sa_type=TZ)
 
 
+_LIVE = text("erased_at IS NULL")
+"""Partial indexes of live signals: shredded rows (`erased_at` set) stay out of them."""
+
+
 class Signal(SQLModel, table=True):
     """One fact about one subject; the payload is sealed, the envelope is clear."""
 
@@ -58,7 +62,14 @@ class Signal(SQLModel, table=True):
         # The organisation's live signals newest first, without its erased (shredded) rows
         # and without a sort (0006; it replaces `ix_signal_source_received`).
         Index("ix_signal_live_source_received", "source", "received_at", "id",
-              sqlite_where=text("erased_at IS NULL"), postgresql_where=text("erased_at IS NULL")),
+              sqlite_where=_LIVE, postgresql_where=_LIVE),
+        # The same of one category, for the list filtered by it (0007).
+        Index("ix_signal_live_source_category_received", "source", "category", "received_at",
+              "id", sqlite_where=_LIVE, postgresql_where=_LIVE),
+        # Live signals by retention date: the retention run passes shredded ones by (0007;
+        # it replaces `ix_signal_retention_until`).
+        Index("ix_signal_live_retention", "retention_until", sqlite_where=_LIVE,
+              postgresql_where=_LIVE),
     )
 
     id: str = Field(primary_key=True, max_length=40)
@@ -68,7 +79,7 @@ class Signal(SQLModel, table=True):
     subject_type: str = Field(max_length=16)
     observed_at: datetime = Field(sa_type=TZ)
     received_at: datetime = Field(sa_type=TZ)
-    retention_until: datetime = Field(index=True, sa_type=TZ)
+    retention_until: datetime = Field(sa_type=TZ)
     key_version: int
     wrapped_key: bytes | None = Field(default=None, sa_column=Column(LargeBinary, nullable=True))
     ciphertext: bytes | None = Field(default=None, sa_column=Column(LargeBinary, nullable=True))

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Connection, delete, select, update
+from sqlalchemy import Connection, Row, delete, select, update
 
 from broker import cursors, idempotency, identifiers, randomness
 from broker.actors import Actor
@@ -480,6 +480,17 @@ class RetentionRun:
     """Stored Idempotency-Key answers deleted: expired, or naming a shredded signal."""
 
 
+def due_for_retention(conn: Connection, moment: datetime) -> Sequence[Row[Any]]:
+    """Live signals past their retention date at `moment` and under no legal hold: their
+    id, category, legal basis and source (read from the index of live signals only)."""
+    return conn.execute(
+        select(SIGNAL.c.id, SIGNAL.c.category, SIGNAL.c.legal_basis, SIGNAL.c.source).where(
+            SIGNAL.c.retention_until < moment, SIGNAL.c.erased_at.is_(None),
+            SIGNAL.c.id.not_in(select(legal_hold.c.signal_id)),  # held: passed by
+        )
+    ).all()
+
+
 def run_retention(
     runtime: Runtime, actor: Actor, *, now: datetime | None = None
 ) -> RetentionRun:
@@ -487,12 +498,7 @@ def run_retention(
     one `retention_run` entry."""
     moment = now or utcnow()
     with runtime.engine.connect() as conn:
-        rows = conn.execute(
-            select(SIGNAL.c.id, SIGNAL.c.category, SIGNAL.c.legal_basis, SIGNAL.c.source).where(
-                SIGNAL.c.retention_until < moment, SIGNAL.c.erased_at.is_(None),
-                SIGNAL.c.id.not_in(select(legal_hold.c.signal_id)),  # held: passed by
-            )
-        ).all()
+        rows = due_for_retention(conn, moment)
     ids = [row.id for row in rows]
     lifetime = idempotency.lifetime_of(runtime)
 

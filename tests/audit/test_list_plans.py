@@ -67,6 +67,13 @@ CASES: dict[str, Case] = {
         category=None, since=None, until=None, limit=10,
         cursor=cursors.encode(signals.CURSOR_PREFIX, datetime(2026, 11, 1, tzinfo=UTC),
                               "sig_x")),
+    "an organisation's signals of one category, next page": lambda log: lambda: (
+        signals.list_signals(
+            SimpleNamespace(engine=log.engine), "politie",  # type: ignore[arg-type]
+            category="hennepteelt-vermoeden", since=None, until=None, limit=10,
+            cursor=cursors.encode(signals.CURSOR_PREFIX, datetime(2026, 11, 1, tzinfo=UTC),
+                                  "sig_x"))),
+    "the signals due for retention": lambda log: lambda: _due(log),
     "an organisation's legal holds": lambda log: lambda: legal_holds.listed(
         SimpleNamespace(engine=log.engine), "politie", limit=10),  # type: ignore[arg-type]
     "legal holds of one case, next page": lambda log: lambda: legal_holds.listed(
@@ -80,6 +87,31 @@ BOUNDED: dict[str, tuple[Case, str]] = {
     "re-identification requests": (lambda log: _requests(log, None, None),
                                    "SCAN reidentification USING INDEX ix_reidentification_created"),
 }
+
+
+def _due(log: LogEnv) -> Any:
+    with log.engine.connect() as conn:
+        return signals.due_for_retention(conn, datetime(2026, 11, 29, tzinfo=UTC))
+
+
+KEYED: dict[str, tuple[Case, str]] = {
+    # Found by what they ask for, in indexes of live signals only: not by walking the
+    # organisation's live signals for one category, nor every signal ever shredded.
+    "an organisation's signals of one category": (
+        CASES["an organisation's signals of one category, next page"],
+        "SEARCH signal USING INDEX ix_signal_live_source_category_received (source=? AND "
+        "category=? AND received_at<?)"),
+    "the signals due for retention": (
+        CASES["the signals due for retention"],
+        "SEARCH signal USING INDEX ix_signal_live_retention (retention_until<?)"),
+}
+
+
+@pytest.mark.parametrize("case", list(KEYED))
+def test_signal_reads_are_keyed_by_what_they_ask(sqlite_log: LogEnv, case: str) -> None:
+    make, expected = KEYED[case]
+    plans = read_plans(sqlite_log.engine, make(sqlite_log))
+    assert expected in plans, plans
 
 
 def _touching(plans: list[str]) -> list[str]:
