@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import fcntl
 import os
+import sqlite3
 import threading
 import weakref
 from collections.abc import Iterable, Iterator
@@ -50,8 +51,9 @@ def normalise_url(url: str) -> str:
 
 
 def is_sqlite(engine_or_url: Engine | str) -> bool:
-    url = engine_or_url if isinstance(engine_or_url, str) else str(engine_or_url.url)
-    return url.startswith("sqlite")
+    if isinstance(engine_or_url, Engine):
+        return engine_or_url.dialect.name == "sqlite"
+    return engine_or_url.startswith("sqlite")
 
 
 def _configure_sqlite(engine: Engine, busy_timeout_ms: int) -> None:
@@ -177,6 +179,15 @@ def write_transaction(engine: Engine) -> Iterator[Connection]:
             yield conn
 
 
+class _EngineReaders:
+    """The kept connections of one engine: each thread's own, and the engine's generation
+    (one more at each disposal: a connection of an older one is closed by its thread)."""
+
+    def __init__(self) -> None:
+        self.local = threading.local()
+        self.generation = 0
+
+
 class _KeptReaders:
     """One driver connection per thread for `read_rows` on SQLite, kept open between reads.
 
@@ -184,22 +195,34 @@ class _KeptReaders:
     about three times the read itself, twice on every disclosure. The driver runs in
     autocommit mode (we issue BEGIN ourselves), so a lone SELECT is its own read
     transaction and a kept connection holds nothing between reads. The connections are
-    taken out of the pool (`detach`, so they do not count against its size), closed when
-    their engine is disposed, and dropped after any error.
+    taken out of the pool (`detach`, so they do not count against its size) and belong to
+    their thread (thread-local: released when it ends); only that thread ever uses or
+    closes one. Disposing the engine closes the disposing thread's connection and makes
+    every other one stale, to be closed by its thread at its next read. A connection that
+    failed is dropped.
     """
 
     def __init__(self) -> None:
-        self._by_engine: weakref.WeakKeyDictionary[Engine, dict[int, Any]] = (
+        self._by_engine: weakref.WeakKeyDictionary[Engine, _EngineReaders] = (
             weakref.WeakKeyDictionary()
         )
         self._guard = threading.Lock()
 
     def rows(self, engine: Engine, sql: str, params: Any) -> list[Any]:
-        thread = threading.get_ident()
-        kept = self._by_engine.get(engine)
-        conn = None if kept is None else kept.get(thread)
+        readers = self._by_engine.get(engine) or self._register(engine)
+        local = readers.local
+        conn: sqlite3.Connection | None = getattr(local, "conn", None)
+        if conn is not None and local.generation != readers.generation:
+            local.conn = None
+            conn.close()
+            conn = None
         if conn is None:
-            conn = self._open(engine, thread)
+            generation = readers.generation
+            fairy = engine.raw_connection()
+            conn = fairy.driver_connection
+            fairy.detach()  # the pool forgets it: closing it is this thread's job now
+            local.conn, local.generation = conn, generation
+        assert conn is not None  # noqa: S101 - opened above when there was none
         try:
             cursor = conn.cursor()
             try:
@@ -208,33 +231,28 @@ class _KeptReaders:
             finally:
                 cursor.close()
         except Exception:
-            self._drop(engine, thread)
-            raise
-
-    def _open(self, engine: Engine, thread: int) -> Any:
-        fairy = engine.raw_connection()
-        conn = fairy.driver_connection
-        fairy.detach()  # the pool forgets it: closing it is ours now
-        with self._guard:
-            kept = self._by_engine.get(engine)
-            if kept is None:
-                kept = self._by_engine[engine] = {}
-                event.listen(engine, "engine_disposed", self.close_all)
-            kept[thread] = conn
-        return conn
-
-    def _drop(self, engine: Engine, thread: int) -> None:
-        with self._guard:
-            conn = self._by_engine.get(engine, {}).pop(thread, None)
-        if conn is not None:
+            local.conn = None
             with suppress(Exception):
                 conn.close()
+            raise
 
-    def close_all(self, engine: Engine) -> None:
-        """Close every kept connection of `engine` (on its disposal)."""
+    def _register(self, engine: Engine) -> _EngineReaders:
         with self._guard:
-            kept = self._by_engine.pop(engine, {})
-        for conn in kept.values():
+            readers = self._by_engine.get(engine)
+            if readers is None:
+                readers = self._by_engine[engine] = _EngineReaders()
+                event.listen(engine, "engine_disposed", self._disposed)
+            return readers
+
+    def _disposed(self, engine: Engine) -> None:
+        """On `engine.dispose()`: close this thread's connection, retire the others'."""
+        readers = self._by_engine.get(engine)
+        if readers is None:
+            return
+        readers.generation += 1
+        conn = getattr(readers.local, "conn", None)
+        readers.local.conn = None
+        if conn is not None:
             with suppress(Exception):
                 conn.close()
 
@@ -249,7 +267,7 @@ def read_rows(engine: Engine, sql: str, params: Any, what: str) -> list[Any]:
     pooled one, which the pool rolls back when it returns. Any pool or driver error is
     `ServiceUnavailable`, naming `what` could not be reached."""
     try:
-        if engine.dialect.name == "sqlite":
+        if is_sqlite(engine):
             return _READERS.rows(engine, sql, params)
         conn = engine.raw_connection()
         try:

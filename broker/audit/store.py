@@ -641,12 +641,18 @@ class AuditLog:
             remembered, self.signer_problem = None, exc.detail
             _log.error("checkpoint signer state unreadable")
         self._signed_size = remembered.size if remembered else None
-        self._signer_thread = threading.Thread(
-            target=self._sign_forever, name="audit-checkpoints", daemon=True
-        )
-        self._signer_thread.start()
+        signer = threading.Thread(target=self._sign_forever, name="audit-checkpoints",
+                                  daemon=True)
+        signer.start()
+        self._signer_thread = signer
         self._thread = threading.Thread(target=self._run, name="audit-appender", daemon=True)
-        self._thread.start()
+        try:
+            self._thread.start()
+        except BaseException:
+            self._thread = None
+            self._signatures.put(None)
+            signer.join()
+            raise
 
     def close(self) -> None:
         """Append what is queued, then stop the thread. Later records fail (503)."""
@@ -658,8 +664,7 @@ class AuditLog:
                 self._queue.put(_STOP)
         if self._thread is not None:
             self._thread.join()
-        if self._signer_thread is not None:  # after the appender: it signs what was asked
-            self._signatures.put(None)
+        if self._signer_thread is not None:  # told to stop by the appender as it ended
             self._signer_thread.join()
         self._batch_connection.close()
 
@@ -800,6 +805,7 @@ class AuditLog:
                 self._closed = True
             self._drain()
             self._batch_connection.close()
+            self._signatures.put(None)  # the checkpoint thread signs what was asked, then ends
 
     def _serve(self) -> None:
         get, get_nowait, cap = self._queue.get, self._queue.get_nowait, self._batch_cap
@@ -1028,22 +1034,33 @@ class AuditLog:
         process would otherwise sign every N entries of the shared log on its own)."""
         try:
             state = self.signer.remembered()
-        except CheckpointRefused:
-            return signed  # the signature asked for reports the problem
+        except Exception:  # noqa: BLE001 - the signature asked for reports the problem
+            return signed
         if state is not None and state.size > signed:
             self._signed_size = state.size
             return state.size
         return signed
 
     def _sign_forever(self) -> None:
-        """The checkpoint thread: sign each size asked for, in order, until told to stop.
+        """The checkpoint thread: sign the sizes asked for until told to stop.
 
         Signing reads back and hashes every entry since the last signature and writes a
         checkpoint of its own; done in the appender thread, it held every request of the
         process for that long (tens of milliseconds under load, the tail of the answer
-        times). Here the appender goes on meanwhile."""
-        while True:
+        times). Here the appender goes on meanwhile. Sizes asked for while a signature was
+        being made (or waited for another process's) are signed as one: the largest."""
+        stop = False
+        while not stop:
             size = self._signatures.get()
+            while True:
+                try:
+                    more = self._signatures.get_nowait()
+                except queue.Empty:
+                    break
+                if more is None:
+                    stop = True
+                elif size is None or more > size:
+                    size = more
             if size is None:
                 return
             try:

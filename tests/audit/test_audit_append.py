@@ -289,9 +289,26 @@ def test_appends_go_on_while_a_checkpoint_is_being_signed(make_log: MakeLog) -> 
     env.log.close()  # signs what was asked for before it returns
     with env.engine.connect() as conn:
         sizes = conn.execute(text("SELECT size FROM audit_checkpoint ORDER BY id")).scalars().all()
-    assert sizes == [5, 10, 15, 20]
+    # The first size waited for the lock; those asked for meanwhile are signed as one.
+    assert sizes == [5, 20]
     assert env.log.signer_problem is None
     assert env.verify().ok
+
+
+def test_an_unreadable_signer_state_stops_signatures_not_appends(make_log: MakeLog) -> None:
+    env = make_log(settings={"checkpoint_every_entries": 5})
+    env.log.start()
+    state = env.signer.state_path
+    state.parent.mkdir(parents=True, exist_ok=True)
+    state.mkdir()  # reading it fails with an OSError, as a failing disk would
+    seqs = [env.log.record(draft(n)).seq for n in range(12)]
+    assert seqs == list(range(12))
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline and env.log.signer_problem is None:
+        time.sleep(0.02)
+    assert env.log.signer_problem is not None
+    assert env.log.healthy
+    assert env.log.record(draft(12)).seq == 12
 
 
 def test_an_appender_counts_checkpoints_signed_by_another_process(make_log: MakeLog) -> None:

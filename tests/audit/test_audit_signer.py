@@ -11,7 +11,12 @@ import pytest
 
 from broker.audit.checkpoint import open_checkpoint, verifier_key
 from broker.audit.service import verifier_key_text
-from broker.audit.signer import STATE_FILE, CheckpointRefused, CheckpointSigner
+from broker.audit.signer import (
+    STATE_FILE,
+    CheckpointRefused,
+    CheckpointSigner,
+    latest_checkpoint,
+)
 from broker.audit.tables import stored_root
 from broker.keys import KeyRing, load_key_ring, rotate_key
 from broker.settings import Settings
@@ -80,6 +85,23 @@ def test_sign_at_signs_the_first_entries_only_and_never_behind_the_last_head(
         env.signer.sign_at(10)
     assert env.scalar("SELECT count(*) FROM audit_checkpoint") == 2
     assert env.verify().ok
+
+
+def test_sign_at_gives_way_to_a_stored_checkpoint_the_state_does_not_know(
+    make_log: MakeLog,
+) -> None:
+    """A signature stored but not remembered (the process died between the two, or the
+    key directory refused the write): no later, smaller checkpoint is stored after it."""
+    env = make_log()
+    env.fill(9)
+    assert env.signer.sign_at(4) is not None
+    older = env.signer.state_path.read_bytes()
+    assert env.signer.sign_at(8) is not None
+    env.signer.state_path.write_bytes(older)  # the state lags the table
+    assert env.signer.sign_at(6) is None
+    with env.engine.connect() as conn:
+        assert latest_checkpoint(conn).size == 8  # type: ignore[union-attr]
+    assert env.scalar("SELECT count(*) FROM audit_checkpoint") == 2
 
 
 def test_the_default_state_lives_in_the_key_directory(
