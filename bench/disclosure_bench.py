@@ -101,6 +101,25 @@ def free_port() -> int:
         return port
 
 
+def broker_env(directory: Path, port: int) -> dict[str, str]:
+    """The environment of a benchmark broker in `directory` serving on `port` (no
+    `BROKER_*` setting of the caller's own leaks in)."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("BROKER_")}
+    env.update({
+        "BROKER_DATABASE_URL": f"sqlite:///{directory / 'broker.db'}",
+        "BROKER_KEY_DIR": str(directory / "keys"),
+        "BROKER_POLICY_DIR": str(PACK),
+        "BROKER_ISSUER": f"http://127.0.0.1:{port}",
+        "BROKER_ACCESS_TOKEN_TTL_SECONDS": "900",
+        "BROKER_REQUEST_RATE_PER_MINUTE": str(10**9),
+        "BROKER_LOG_LEVEL": "WARNING",
+        # One pooled connection per thread-pool thread (40) and the appender's: with
+        # fewer, overflow connections are opened and closed per request under load.
+        "BROKER_DB_POOL_SIZE": os.environ.get("BENCH_POOL", "48"),
+    })
+    return env
+
+
 def broker_cli(env: dict[str, str], *args: str) -> str:
     result = subprocess.run([sys.executable, "-m", "broker", *args], env=env, cwd=REPO,
                             capture_output=True, text=True, timeout=120, check=False)
@@ -381,19 +400,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="disclosure-bench-") as tmp:
         directory = Path(tmp)
         broker_port, echo_port = free_port(), free_port()
-        env = {k: v for k, v in os.environ.items() if not k.startswith("BROKER_")}
-        env.update({
-            "BROKER_DATABASE_URL": f"sqlite:///{directory / 'broker.db'}",
-            "BROKER_KEY_DIR": str(directory / "keys"),
-            "BROKER_POLICY_DIR": str(PACK),
-            "BROKER_ISSUER": f"http://127.0.0.1:{broker_port}",
-            "BROKER_ACCESS_TOKEN_TTL_SECONDS": "900",
-            "BROKER_REQUEST_RATE_PER_MINUTE": str(10**9),
-            "BROKER_LOG_LEVEL": "WARNING",
-            # One pooled connection per thread-pool thread (40) and the appender's: with
-            # fewer, overflow connections are opened and closed per request under load.
-            "BROKER_DB_POOL_SIZE": os.environ.get("BENCH_POOL", "48"),
-        })
+        env = broker_env(directory, broker_port)
         broker_cli(env, "init")
         broker_url, echo_url = f"http://127.0.0.1:{broker_port}", f"http://127.0.0.1:{echo_port}"
         body = request_body(args.query)

@@ -53,17 +53,7 @@ QUIET = {
 def prepare(directory: Path) -> tuple[dict[str, str], dict[str, str]]:
     """A seeded broker in `directory`: its environment and the gemeente's headers."""
     port = http_bench.free_port()
-    env = dict(os.environ)
-    env.update({
-        "BROKER_DATABASE_URL": f"sqlite:///{directory / 'broker.db'}",
-        "BROKER_KEY_DIR": str(directory / "keys"),
-        "BROKER_POLICY_DIR": str(http_bench.PACK),
-        "BROKER_ISSUER": f"http://127.0.0.1:{port}",
-        "BROKER_ACCESS_TOKEN_TTL_SECONDS": "900",
-        "BROKER_REQUEST_RATE_PER_MINUTE": str(10**9),
-        "BROKER_LOG_LEVEL": "WARNING",
-        "BROKER_DB_POOL_SIZE": "48",
-    })
+    env = http_bench.broker_env(directory, port)
     http_bench.broker_cli(env, "init")
     with http_bench.servers("broker", port, env, workers=1):
         headers = http_bench.seed(f"http://127.0.0.1:{port}", env)

@@ -295,10 +295,9 @@ class CheckpointSigner:
         when a stored checkpoint already covers `at` entries (the state file may lag the
         table by a signature that was stored but not remembered)."""
         with self.engine.connect() as conn:
-            if at is not None:
-                latest = latest_checkpoint(conn)
-                if latest is not None and latest.size >= at:
-                    return None
+            latest = latest_checkpoint(conn)
+            if at is not None and latest is not None and latest.size >= at:
+                return None
             stored = tree_size(conn)
             if at is not None and at > stored:
                 raise CheckpointRefused(
@@ -314,7 +313,6 @@ class CheckpointSigner:
             ) or new_entries_problem(conn, state.size if state else 0, size, root)
             if problem:
                 raise CheckpointRefused(f"refusing to sign a checkpoint: {problem}")
-            latest = latest_checkpoint(conn)
         if latest is not None and self._reusable(latest, size, root):
             checkpoint = latest
         else:
