@@ -7,7 +7,7 @@ positions, and a full `verify_log` of the N entries streamed from memory.
 
 The same proofs are then served from a SQLite database holding that log (entries and
 nodes written straight into the broker's migrated schema), through the API's own
-`broker.audit.service` calls: what a partner's proof request costs, reads included.
+`broker.audit.reads` calls: what a partner's proof request costs, reads included.
 
 Run: .venv/bin/python bench/audit_proofs_bench.py [--entries N] [--proofs P] [--no-store]
 Targets: a proof under 5 ms; verifying 1,000,000 entries under 10 s.
@@ -29,9 +29,9 @@ from pathlib import Path
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from broker.audit import merkle
-from broker.audit.checkpoint import Verifier, open_checkpoint, signed_checkpoint
-from broker.audit.entry import (
+from broker.core import merkle
+from broker.core.checkpoint import Verifier, open_checkpoint, signed_checkpoint
+from broker.core.entry import (
     Actor,
     Entry,
     Item,
@@ -41,7 +41,7 @@ from broker.audit.entry import (
     encode_entry,
     is_canonical,
 )
-from broker.audit.verify import verify_log
+from broker.core.verify import verify_log
 from broker.db import make_engine
 from broker.migrate import upgrade
 
@@ -156,7 +156,7 @@ def stored_proofs(
     root_at: Callable[[int], bytes],
 ) -> list[tuple[str, float, float]]:
     """(proof, median ms, p99 ms) of proofs served from a SQLite log of `n` entries."""
-    from broker.audit import service
+    from broker.audit import reads as service
 
     with tempfile.TemporaryDirectory(prefix="proofs-bench-") as tmp:
         engine = make_engine(f"sqlite:///{Path(tmp) / 'log.db'}")

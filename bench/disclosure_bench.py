@@ -269,7 +269,7 @@ def audit_count(db: Path) -> int:
 
 
 def verify(env: dict[str, str]) -> bool:
-    from broker.audit.service import verify_live
+    from broker.audit.reads import verify_live
     from broker.audit.signer import CheckpointSigner
     from broker.db import make_engine
     from broker.keys import load_key_ring
@@ -293,19 +293,22 @@ def verify(env: dict[str, str]) -> bool:
 # library frame a bucket names.
 OURS: list[tuple[str, list[tuple[str, str]]]] = [
     ("audit entry (encoded in the request, appended by the appender thread)",
-     [("broker/audit/", ""), ("broker/db.py", "")]),
+     [("broker/audit/", ""), ("broker/core/entry.py", ""), ("broker/core/merkle.py", ""),
+      ("broker/db.py", "")]),
     ("token check (ES256 via python-jose)", [("broker/auth/tokens.py", "")]),
     ("client status read", [("broker/auth/clients.py", "")]),
     ("other auth dependencies", [("broker/auth/", ""), ("broker/api/deps.py", "")]),
-    ("candidate read (SQL)", [("broker/candidates.py", "find"),
-                              ("broker/candidates.py", "_candidate")]),
+    ("candidate read (SQL)", [("broker/services/candidates.py", "find"),
+                              ("broker/services/candidates.py", "_candidate")]),
     ("decrypt payload", [("broker/sealing.py", "")]),
-    ("policy + transforms", [("broker/policy/", ""), ("broker/transforms.py", "")]),
-    ("disclosure service (rest)", [("broker/disclosure.py", ""), ("broker/candidates.py", ""),
-                                   ("broker/purpose_binding.py", ""),
-                                   ("broker/ratelimit.py", ""), ("broker/actors.py", ""),
-                                   ("broker/api/disclosures.py", "")]),
-    ("pack follower, checkpoints", [("broker/packs.py", "")]),
+    ("policy + transforms", [("broker/core/policy/", ""), ("broker/core/transforms.py", "")]),
+    ("disclosure service (rest)", [("broker/services/disclosure.py", ""),
+                                   ("broker/services/candidates.py", ""),
+                                   ("broker/services/purpose_binding.py", ""),
+                                   ("broker/services/ratelimit.py", ""),
+                                   ("broker/auth/actors.py", ""),
+                                   ("broker/api/routes/disclosures.py", "")]),
+    ("pack follower, checkpoints", [("broker/services/packs.py", "")]),
 ]
 LIBRARIES: list[tuple[str, list[tuple[str, str]]]] = [
     ("request body parse and validation (pydantic, json)", [("pydantic", ""), ("json/", ""),

@@ -29,9 +29,9 @@ import cedarpy
 import regorus
 import yaml
 
-from broker.policy import CompiledPolicy, Pack, load_pack_from_text, parse_transform
-from broker.policy.evaluate import CompiledRule
-from broker.transforms import flatten_signal, pseudonymise, pseudonymiser_for, release
+from broker.core.policy import CompiledPolicy, Pack, load_pack_from_text, parse_transform
+from broker.core.policy.evaluate import CompiledRule
+from broker.core.transforms import flatten_signal, pseudonymise, pseudonymiser_for, release
 
 NOW = dt.datetime(2026, 11, 28, 12, tzinfo=dt.UTC)
 ORGS = [f"org-{i}" for i in range(12)]

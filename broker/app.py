@@ -10,13 +10,13 @@ from anyio import to_thread
 from fastapi import FastAPI
 
 from broker import __version__
-from broker.api import disclosures, fastlane, observe, routers
+from broker.api import fastlane, observe, routers
 from broker.api.middleware import RequestGuard
 from broker.api.openapi import declare_security
 from broker.api.problems import install_problem_handlers
-from broker.runtime import Runtime
+from broker.api.routes import disclosures
+from broker.runtime import Runtime, open_runtime
 from broker.settings import Settings, get_settings
-from broker.startup import open_runtime
 
 
 def create_app(settings: Settings | None = None, *, runtime: Runtime | None = None) -> FastAPI:

@@ -13,9 +13,9 @@ from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from typing import Any
 
-from broker.identifiers import valid_bsn_from
-from broker.policy.load import Pack
-from broker.policy.model import AttributeSpec, Category
+from broker.core.identifiers import valid_bsn_from
+from broker.core.policy.load import Pack
+from broker.core.policy.model import AttributeSpec, Category
 
 STREET = "Kanaalstraat"
 CITY = "Zuidhaven"

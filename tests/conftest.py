@@ -22,9 +22,8 @@ from broker import migrate
 from broker.app import create_app
 from broker.db import make_engine
 from broker.keys import KeyRing, create_key_ring, load_key_ring
-from broker.runtime import Runtime
+from broker.runtime import Runtime, open_runtime
 from broker.settings import Settings
-from broker.startup import open_runtime
 from tests.pgcluster import start_cluster
 
 REPO = Path(__file__).resolve().parent.parent

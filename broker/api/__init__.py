@@ -11,7 +11,7 @@ def routers() -> list[APIRouter]:
     Requests are matched against the routes in this order too, so the busiest come first.
     """
     from broker import officer
-    from broker.api import (
+    from broker.api.routes import (
         admin,
         audit,
         disclosures,

@@ -10,9 +10,9 @@ import re
 
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from broker import randomness
 from broker.api.asgi import ASGIApp, Message, Receive, Scope, Send
 from broker.api.problems import problem_bytes
+from broker.core import randomness
 from broker.errors import BadRequest, BrokerError, HeaderTooLarge, PayloadTooLarge
 
 _REQUEST_ID = re.compile(rb"^[A-Za-z0-9._:-]{1,128}$")

@@ -34,7 +34,7 @@ from typing import Any, Final
 
 from sqlalchemy import Connection
 
-from broker.packs import stored_pack
+from broker.services.packs import stored_pack
 
 SOURCE_VIEW_FIELDS: Final = (
     "seq", "time", "action", "outcome", "reason", "refusal_reason", "org", "purpose",

@@ -30,13 +30,6 @@ from typing import Final
 
 from sqlalchemy import Connection, Engine, select
 
-from broker.audit import merkle
-from broker.audit.checkpoint import (
-    CheckpointInvalid,
-    Verifier,
-    open_checkpoint,
-    signed_checkpoint,
-)
 from broker.audit.tables import (
     TreeDamaged,
     audit_checkpoint,
@@ -47,6 +40,13 @@ from broker.audit.tables import (
     tree_size,
 )
 from broker.clock import as_utc, rfc3339, utcnow
+from broker.core import merkle
+from broker.core.checkpoint import (
+    CheckpointInvalid,
+    Verifier,
+    open_checkpoint,
+    signed_checkpoint,
+)
 from broker.db import write_transaction
 from broker.errors import AuditUnavailable
 from broker.keys import KeyRing

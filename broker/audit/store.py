@@ -44,14 +44,6 @@ from typing import Any, Final, Generic, TypeVar, overload
 from sqlalchemy import Connection, DateTime, Engine, LargeBinary, Table, text
 from sqlalchemy.exc import DBAPIError
 
-from broker import randomness
-from broker.audit import merkle
-from broker.audit.entry import (
-    Entry,
-    entry_json,
-    format_time,
-    subject_tag,
-)
 from broker.audit.signer import CheckpointRefused, CheckpointSigner
 from broker.audit.tables import (
     ADVISORY_LOCK_KEY,
@@ -66,6 +58,13 @@ from broker.audit.tables import (
     frontier,
 )
 from broker.clock import utcnow
+from broker.core import merkle, randomness
+from broker.core.entry import (
+    Entry,
+    entry_json,
+    format_time,
+    subject_tag,
+)
 from broker.db import is_sqlite, ping, write_transaction, writer_lock
 from broker.errors import AuditUnavailable
 from broker.keys import KeyRing

@@ -35,7 +35,7 @@ from sqlalchemy import (
 )
 from sqlmodel import SQLModel
 
-from broker.audit import merkle
+from broker.core import merkle
 from broker.db import pairs_in
 
 T = TypeVar("T")

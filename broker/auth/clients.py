@@ -25,8 +25,8 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from sqlalchemy import Connection, Dialect, Engine, Table, bindparam, delete, insert, select, update
 from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 
-from broker.actors import Actor, system_actor
 from broker.auth import secrets, tokens
+from broker.auth.actors import Actor, system_actor
 from broker.clock import rfc3339, utcnow
 from broker.db import read_rows, write_transaction
 from broker.errors import (

@@ -17,9 +17,9 @@ from pathlib import Path
 from typing import Any
 
 from broker import migrate
-from broker.audit.checkpoint import CheckpointInvalid, Verifier, parse_verifier_key
-from broker.audit.service import b64, verify_export_file, verify_live
+from broker.audit.reads import b64, verify_export_file, verify_live
 from broker.audit.signer import CheckpointSigner
+from broker.core.checkpoint import CheckpointInvalid, Verifier, parse_verifier_key
 from broker.db import make_engine
 from broker.errors import StartupError
 from broker.keys import load_key_ring

@@ -8,11 +8,11 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from broker.actors import system_actor
 from broker.auth import clients
+from broker.auth.actors import system_actor
 from broker.models import Client
+from broker.runtime import open_runtime
 from broker.settings import get_settings
-from broker.startup import open_runtime
 
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:

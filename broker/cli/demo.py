@@ -11,14 +11,14 @@ from typing import Any
 
 from sqlalchemy import func, select
 
-from broker import demo, signals
-from broker.actors import system_actor
+from broker import demo
+from broker.auth.actors import system_actor
 from broker.auth.clients import create_client
 from broker.models import Signal
-from broker.runtime import Runtime
+from broker.runtime import Runtime, open_runtime
 from broker.schemas import SignalIn
+from broker.services import signals
 from broker.settings import get_settings
-from broker.startup import open_runtime
 
 DEMO_CLIENTS = (
     # (org, name, kind, roles)

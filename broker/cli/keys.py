@@ -9,11 +9,11 @@ from __future__ import annotations
 import argparse
 import json
 
-from broker import rotation
-from broker.actors import system_actor
+from broker.auth.actors import system_actor
 from broker.keys import ROTATABLE
+from broker.runtime import open_runtime
+from broker.services import rotation
 from broker.settings import get_settings
-from broker.startup import open_runtime
 
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:

@@ -14,8 +14,8 @@ from datetime import date
 from pathlib import Path
 from typing import Any
 
+from broker.core.policy import CompiledPolicy, Pack, lint_pack, load_pack, run_pack_tests
 from broker.errors import PackInvalid
-from broker.policy import CompiledPolicy, Pack, lint_pack, load_pack, run_pack_tests
 
 __all__ = ["register"]
 
@@ -164,10 +164,10 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
 
 def load(args: argparse.Namespace) -> int:
     """Record DIR's pack as the live one (audited); running brokers follow within seconds."""
-    from broker import packs
-    from broker.actors import system_actor
+    from broker.auth.actors import system_actor
+    from broker.runtime import open_runtime
+    from broker.services import packs
     from broker.settings import get_settings
-    from broker.startup import open_runtime
 
     runtime = open_runtime(get_settings())
     try:

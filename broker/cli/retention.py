@@ -5,10 +5,10 @@ from __future__ import annotations
 import argparse
 import json
 
-from broker import signals
-from broker.actors import system_actor
+from broker.auth.actors import system_actor
+from broker.runtime import open_runtime
+from broker.services import signals
 from broker.settings import get_settings
-from broker.startup import open_runtime
 
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:

@@ -11,8 +11,8 @@ from broker import migrate
 from broker.db import make_engine
 from broker.keys import create_key_ring
 from broker.logs import log_config
+from broker.runtime import open_runtime
 from broker.settings import get_settings
-from broker.startup import open_runtime
 
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:

@@ -17,7 +17,7 @@ from zoneinfo import ZoneInfo
 
 from sqlalchemy import Engine, select
 
-from broker.audit.service import entry_view
+from broker.audit.reads import entry_view
 from broker.audit.tables import audit_entry
 
 LOCAL: Final = ZoneInfo("Europe/Amsterdam")

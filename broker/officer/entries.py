@@ -1,6 +1,6 @@
 """The log pages: filtered entries in pages, and one entry with its rule and its proof.
 
-Entries come from `broker.audit.service` (the same list, entry and proof functions the API
+Entries come from `broker.audit.reads` (the same list, entry and proof functions the API
 uses). Two filters the service lacks, the outcome and "hide reads of the log", live only
 in the entry bytes: they are applied to the service's pages here, scanning at most
 `SCAN_LIMIT` entries per page view and continuing with the service's own cursor.
@@ -13,13 +13,14 @@ from dataclasses import dataclass, field
 from datetime import date, timedelta
 from typing import Any, Final
 
-from broker.audit import merkle, service
-from broker.audit.checkpoint import CheckpointInvalid, open_checkpoint
+from broker.audit import reads as service
+from broker.core import merkle
+from broker.core.checkpoint import CheckpointInvalid, open_checkpoint
+from broker.core.policy.load import Pack
+from broker.core.policy.model import Rule
 from broker.officer.activity import day_start
-from broker.packs import stored_pack
-from broker.policy.load import Pack
-from broker.policy.model import Rule
 from broker.runtime import Runtime
+from broker.services.packs import stored_pack
 
 PAGE_SIZE: Final = 50
 SCAN_LIMIT: Final = 5000

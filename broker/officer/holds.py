@@ -7,10 +7,10 @@ from __future__ import annotations
 from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse
 
-from broker import legal_holds
 from broker.api.deps import RuntimeDep
 from broker.officer.rules import Names
 from broker.officer.web import PREFIX, OfficerDep, OfficerRoute, record_view, render
+from broker.services import legal_holds
 
 router = APIRouter(route_class=OfficerRoute, prefix=PREFIX, include_in_schema=False)
 SHOWN = 1000

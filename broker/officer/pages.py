@@ -15,10 +15,10 @@ from fastapi.responses import HTMLResponse, RedirectResponse
 from sqlalchemy import Engine
 
 from broker.api.deps import RuntimeDep
-from broker.audit.entry import MAX_SAFE_INTEGER, Action
 from broker.audit.signer import StoredCheckpoint, latest_checkpoint
 from broker.audit.tables import tree_size
 from broker.clock import rfc3339, utcnow
+from broker.core.entry import MAX_SAFE_INTEGER, Action
 from broker.errors import FieldProblem, ValidationFailed
 from broker.officer import reid
 from broker.officer.activity import LOCAL, SERIES, activity

@@ -1,7 +1,7 @@
 """Re-identification requests as the officer's pages see them.
 
 Listing, reading one request (its sealed justification included) and deciding go through
-the re-identification service, `broker.reidentification`, which enforces four eyes and
+the re-identification service, `broker.services.reidentification`, which enforces four eyes and
 audits the decision; the API's `GET /v1/reidentifications` lists through it too.
 """
 
@@ -11,12 +11,12 @@ from typing import Any, Final
 
 from sqlalchemy import Engine, select
 
-from broker import reidentification
-from broker.actors import actor_of
-from broker.disclosure_schemas import DecisionIn
+from broker.auth.actors import actor_of
 from broker.errors import NotFound
 from broker.officer.web import SignedIn
 from broker.runtime import Runtime
+from broker.schemas.disclosures import DecisionIn
+from broker.services import reidentification
 
 LIST_LIMIT: Final = 200
 STATUSES: Final = ("pending", "approved", "refused", "revealed")

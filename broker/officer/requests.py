@@ -13,8 +13,8 @@ from typing import Annotated, Final
 from fastapi import APIRouter, Form, Path, Request, Response
 from fastapi.responses import HTMLResponse, RedirectResponse
 
-from broker.actors import actor_of
 from broker.api.deps import RuntimeDep, get_request_id
+from broker.auth.actors import actor_of
 from broker.errors import Conflict, Forbidden, ValidationFailed
 from broker.officer import reid, subjects
 from broker.officer.i18n import Translator

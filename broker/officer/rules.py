@@ -1,6 +1,6 @@
 """The policy page: the live pack's rules in words, and the history of packs made live.
 
-The history reads the `policy_load` and `policy_version` tables that `broker.packs`
+The history reads the `policy_load` and `policy_version` tables that `broker.services.packs`
 writes on every activation; names of organisations, purposes, categories and legal bases
 come from the pack itself.
 """
@@ -14,8 +14,8 @@ from typing import Final
 from sqlalchemy import Engine, select
 
 from broker.clock import as_utc
-from broker.packs import LOADS, VERSIONS
-from broker.policy.load import Pack
+from broker.core.policy.load import Pack
+from broker.services.packs import LOADS, VERSIONS
 
 HISTORY_LIMIT: Final = 100
 

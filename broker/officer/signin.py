@@ -14,9 +14,9 @@ from typing import Annotated
 from fastapi import APIRouter, Form, Request, Response
 from fastapi.responses import HTMLResponse, RedirectResponse
 
-from broker.actors import client_actor
 from broker.api.deps import RuntimeDep, get_request_id
 from broker.auth import clients
+from broker.auth.actors import client_actor
 from broker.errors import Forbidden, InvalidClient
 from broker.models import Client
 from broker.officer import session as sessions

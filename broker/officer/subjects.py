@@ -1,6 +1,6 @@
 """A data subject's access report for the officer's pages.
 
-The report is `broker.subject_report.subject_report`, the one report service, also behind
+The report is `broker.services.subject_report.subject_report`, the one report service, also behind
 the API's `POST /v1/audit/subject-report`, so both give the same facts: it finds the subject
 through its blind-index token, narrows each entry to the subject's own items, leaves
 confidential entries out until their date, names no employee, and records the look-up
@@ -18,12 +18,12 @@ from typing import Any, Final
 
 from pydantic import ValidationError
 
-from broker import subject_report
-from broker.actors import Actor
-from broker.disclosure_schemas import AddressQuery, SubjectQuery
+from broker.auth.actors import Actor
 from broker.errors import FieldProblem, ValidationFailed
 from broker.officer.activity import local_day
 from broker.runtime import Runtime
+from broker.schemas.disclosures import AddressQuery, SubjectQuery
+from broker.services import subject_report
 
 KINDS: Final = ("bsn", "kvk", "plate", "bag_id", "address")
 # `1234 AB 12`, `1234AB 12A`, `1234AB 12-2`, `1234AB 12 A bis`: postcode, number, an

@@ -23,11 +23,11 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import HTMLResponse, RedirectResponse
 from jinja2 import Environment, FileSystemLoader, StrictUndefined
 
-from broker.actors import actor_of
 from broker.api.deps import RuntimeDep, get_request_id
 from broker.api.routing import StrictJSONRoute
-from broker.audit.service import LiveReport, verify_live
+from broker.audit.reads import LiveReport, verify_live
 from broker.auth import clients
+from broker.auth.actors import actor_of
 from broker.auth.throttle import FailureCounter
 from broker.errors import BrokerError, Forbidden, Unauthorized
 from broker.officer import session as sessions

@@ -5,9 +5,9 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from broker.audit import service
-from broker.audit.entry import Entry, decode_entry
+from broker.audit import reads as service
 from broker.audit.tables import audit_entry, tree_size
+from broker.core.entry import Entry, decode_entry
 from broker.runtime import Runtime
 
 BAG_ID = "0599010000000012"

@@ -13,10 +13,10 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from fastapi.testclient import TestClient
 from sqlalchemy import select
 
-from broker.audit.entry import Entry, decode_entry
 from broker.audit.tables import audit_entry
 from broker.auth.clients import CLIENTS
 from broker.cli import main as broker_main
+from broker.core.entry import Entry, decode_entry
 from broker.db import make_engine
 from broker.keys import public_jwk
 from broker.runtime import Runtime

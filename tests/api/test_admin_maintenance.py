@@ -9,10 +9,9 @@ from pathlib import Path
 from fastapi.testclient import TestClient
 from sqlalchemy import text
 
-from broker import packs
-from broker.runtime import Runtime
+from broker.runtime import Runtime, open_runtime
+from broker.services import packs
 from broker.settings import Settings
-from broker.startup import open_runtime
 from tests.conftest import DEMO_PACK
 
 Headers = Callable[..., dict[str, str]]
@@ -128,9 +127,9 @@ def test_retention_shreds_expired_signals(
 ) -> None:
     from datetime import timedelta
 
-    from broker import signals
-    from broker.actors import system_actor
+    from broker.auth.actors import system_actor
     from broker.clock import utcnow
+    from broker.services import signals
     from tests.api.test_signals import energy_signal
 
     contributor = auth_headers("netbeheerder", ["contributor"])

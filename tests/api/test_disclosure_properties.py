@@ -28,12 +28,12 @@ from hypothesis.stateful import (
     run_state_machine_as_test,
 )
 
-from broker import packs as pack_store
-from broker.actors import system_actor
-from broker.identifiers import valid_bsn_from
-from broker.policy import load_pack_from_text, parse_transform
+from broker.auth.actors import system_actor
+from broker.core.identifiers import valid_bsn_from
+from broker.core.policy import load_pack_from_text, parse_transform
+from broker.core.transforms import flatten_signal, pseudonymiser_for, release
 from broker.runtime import Runtime
-from broker.transforms import flatten_signal, pseudonymiser_for, release
+from broker.services import packs as pack_store
 from tests.api.disclosure_kit import entry_at, log_size, log_verifies
 from tests.unit.packs import as_files
 from tests.unit.test_policy_properties import ORGS, packs, rule_keys

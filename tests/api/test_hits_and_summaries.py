@@ -13,9 +13,8 @@ from fastapi.testclient import TestClient
 
 from broker.app import create_app
 from broker.auth.clients import create_client
-from broker.runtime import Runtime
+from broker.runtime import Runtime, open_runtime
 from broker.settings import Settings
-from broker.startup import open_runtime
 from tests.api.disclosure_kit import (
     BAG_ID,
     BSN,

@@ -10,11 +10,12 @@ import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import text
 
-from broker import migrate, signals
-from broker.actors import system_actor
+from broker import migrate
+from broker.auth.actors import system_actor
 from broker.clock import utcnow
 from broker.db import make_engine
 from broker.runtime import Runtime
+from broker.services import signals
 from tests.api.disclosure_kit import drugs, energy
 
 Headers = Callable[..., dict[str, str]]

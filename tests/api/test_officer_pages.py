@@ -13,7 +13,7 @@ from fastapi.testclient import TestClient
 
 from broker import officer
 from broker.app import create_app
-from broker.audit import service
+from broker.audit import reads as service
 from broker.auth.clients import revoke_client
 from broker.officer.web import SESSION_COOKIE
 from broker.runtime import Runtime

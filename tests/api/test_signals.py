@@ -12,9 +12,10 @@ import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import func, select, text
 
-from broker import cursors, legal_holds
+from broker import cursors
 from broker.models import Signal
 from broker.runtime import Runtime
+from broker.services import legal_holds
 
 Headers = Callable[..., dict[str, str]]
 BSN = "111222333"

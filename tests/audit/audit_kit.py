@@ -19,7 +19,7 @@ from typing import Any
 import psycopg
 from sqlalchemy import Engine, event, text
 
-from broker.audit.service import LiveReport, verify_live
+from broker.audit.reads import LiveReport, verify_live
 from broker.audit.signer import STATE_FILE, CheckpointSigner
 from broker.audit.store import AuditLog
 from broker.audit.tables import INSERT_ONLY

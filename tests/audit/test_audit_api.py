@@ -12,11 +12,11 @@ import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import text
 
-from broker.api import audit as audit_api
+from broker.api.routes import audit as audit_api
 from broker.app import create_app
-from broker.audit import merkle
-from broker.audit.checkpoint import open_checkpoint, parse_verifier_key, verify_receipt
-from broker.audit.service import verify_export_file
+from broker.audit.reads import verify_export_file
+from broker.core import merkle
+from broker.core.checkpoint import open_checkpoint, parse_verifier_key, verify_receipt
 from broker.runtime import Runtime
 from broker.settings import Settings
 from tests.audit.audit_kit import draft, inserts_refused

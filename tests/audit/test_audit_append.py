@@ -14,11 +14,11 @@ from typing import Any
 import pytest
 from sqlalchemy import Connection, event, text
 
-from broker.audit.entry import decode_entry, subject_tag
-from broker.audit.merkle import leaf_hash
 from broker.audit.signer import LOCK_FILE
 from broker.audit.store import AuditLog, _Unit, pre_encode
 from broker.clock import utcnow
+from broker.core.entry import decode_entry, subject_tag
+from broker.core.merkle import leaf_hash
 from broker.db import writer_lock
 from broker.errors import AuditUnavailable
 from broker.models import PolicyVersion

@@ -8,9 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from broker.audit.checkpoint import open_checkpoint
 from broker.audit.signer import STATE_FILE
 from broker.cli import main
+from broker.core.checkpoint import open_checkpoint
 from tests.audit.audit_kit import ORIGIN, LogEnv
 
 MakeLog = Callable[..., LogEnv]

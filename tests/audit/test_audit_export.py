@@ -11,9 +11,9 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from broker.audit.checkpoint import Verifier, parse_verifier_key
-from broker.audit.service import export_lines, verifier_key_text, verify_export_file
+from broker.audit.reads import export_lines, verifier_key_text, verify_export_file
 from broker.cli import main
+from broker.core.checkpoint import Verifier, parse_verifier_key
 from tests.audit.audit_kit import ORIGIN, LogEnv
 
 MakeLog = Callable[..., LogEnv]

@@ -9,8 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from broker.audit.checkpoint import open_checkpoint, verifier_key
-from broker.audit.service import verifier_key_text
+from broker.audit.reads import verifier_key_text
 from broker.audit.signer import (
     STATE_FILE,
     CheckpointRefused,
@@ -18,6 +17,7 @@ from broker.audit.signer import (
     latest_checkpoint,
 )
 from broker.audit.tables import stored_root
+from broker.core.checkpoint import open_checkpoint, verifier_key
 from broker.keys import KeyRing, load_key_ring, rotate_key
 from broker.settings import Settings
 from tests.audit.audit_kit import ORIGIN, LogEnv

@@ -23,15 +23,7 @@ from hypothesis import strategies as st
 from sqlalchemy import text
 from sqlalchemy.exc import DBAPIError
 
-from broker.audit import merkle
-from broker.audit.checkpoint import (
-    Checkpoint,
-    parse_checkpoint,
-    signed_checkpoint,
-    verify_receipt,
-)
-from broker.audit.entry import canonical_json
-from broker.audit.service import (
+from broker.audit.reads import (
     LiveReport,
     Scope,
     checkpoint_follows,
@@ -42,6 +34,14 @@ from broker.audit.service import (
 from broker.audit.signer import CheckpointRefused
 from broker.audit.store import AuditLog
 from broker.audit.tables import APP_ROLE, INSERT_ONLY
+from broker.core import merkle
+from broker.core.checkpoint import (
+    Checkpoint,
+    parse_checkpoint,
+    signed_checkpoint,
+    verify_receipt,
+)
+from broker.core.entry import canonical_json
 from broker.errors import AuditUnavailable
 from broker.keys import KeyRing
 from tests.audit.audit_kit import ORIGIN, Databases, LogEnv, draft, fresh_env, make_env

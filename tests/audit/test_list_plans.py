@@ -16,10 +16,11 @@ from typing import Any
 import pytest
 from sqlalchemy import select
 
-from broker import cursors, legal_holds, signals
-from broker.audit.service import EntryFilter, Scope, list_entries
+from broker import cursors
+from broker.audit.reads import EntryFilter, Scope, list_entries
 from broker.disclosure_tables import reidentification
 from broker.officer.activity import activity
+from broker.services import legal_holds, signals
 from tests.audit.audit_kit import LogEnv, draft, read_plans
 
 GROWING = ("audit_entry", "audit_entry_org", "audit_node", "reidentification", "legal_hold",

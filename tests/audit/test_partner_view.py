@@ -16,8 +16,8 @@ from fastapi.testclient import TestClient
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from broker.audit import merkle
 from broker.audit.partner_view import trim
+from broker.core import merkle
 from tests.api.disclosure_kit import BAG_ID, energy, hennep
 
 Headers = Callable[..., dict[str, str]]

@@ -16,9 +16,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from sqlalchemy import Engine
 
-from broker.audit.entry import Entry, decode_entry, format_time, subject_tag
-from broker.audit.merkle import leaf_hash
 from broker.audit.store import _Driver, _splice, _SubjectKeys, _Unit, pre_encode
+from broker.core.entry import Entry, decode_entry, format_time, subject_tag
+from broker.core.merkle import leaf_hash
 from broker.db import write_transaction
 
 ORIGIN = "sluis.test/audit"

@@ -1,5 +1,5 @@
-"""The one subject report (`broker.subject_report`): found by blind-index token, narrowed to
-the subject's own items, confidential entries withheld; an address without BAG id is a
+"""The one subject report (`broker.services.subject_report`): found by blind-index token,
+narrowed to the subject's own items, confidential entries withheld; an address without BAG id is a
 subject too; the officer's pages give the same facts as the API. SQLite and PostgreSQL.
 """
 
@@ -12,14 +12,14 @@ from typing import Any
 import pytest
 from fastapi.testclient import TestClient
 
-from broker import subject_report
-from broker.actors import system_actor
-from broker.candidates import subject_token
-from broker.disclosure_schemas import SubjectQuery
+from broker.auth.actors import system_actor
+from broker.core.identifiers import valid_bsn_from
 from broker.errors import ValidationFailed
-from broker.identifiers import valid_bsn_from
 from broker.officer import subjects
 from broker.runtime import Runtime
+from broker.schemas.disclosures import SubjectQuery
+from broker.services import subject_report
+from broker.services.candidates import subject_token
 from tests.api.disclosure_kit import POSTCODE, energy, entry_at, log_size
 from tests.audit.audit_kit import draft
 

@@ -24,8 +24,8 @@ from sqlalchemy import (
     select,
 )
 
-from broker.audit import merkle
 from broker.audit.tables import read_nodes, stored_root
+from broker.core import merkle
 from broker.db import make_engine, pairs_in
 from tests.audit.audit_kit import LogEnv, read_plans
 

@@ -22,8 +22,8 @@ from typing import Any
 import httpx
 import pytest
 
-from broker.identifiers import valid_bsn_from
-from broker.policy import load_pack
+from broker.core.identifiers import valid_bsn_from
+from broker.core.policy import load_pack
 from tests.e2e.serving import free_port, serving
 
 REPO = Path(__file__).resolve().parents[2]

@@ -184,7 +184,7 @@ def test_demo_howto_prints_a_working_recipe(
 ) -> None:
     base, _ = served
     result = subprocess.run(
-        [sys.executable, "-m", "broker.demo_howto", str(tmp_path / "demo-clients.json"), base],
+        [sys.executable, "-m", "broker.cli.howto", str(tmp_path / "demo-clients.json"), base],
         capture_output=True,
         text=True,
         check=True,

@@ -21,8 +21,8 @@ from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from broker.audit import merkle
-from broker.audit.checkpoint import signed_checkpoint, verifier_key
+from broker.core import merkle
+from broker.core.checkpoint import signed_checkpoint, verifier_key
 from clients import sluis
 from tests.e2e.conftest import SCRIPT, ServedBroker, SluisRunner, client_env
 

@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from broker.identifiers import valid_bsn_from
+from broker.core.identifiers import valid_bsn_from
 from tests.e2e.conftest import ServedBroker, SluisRunner, client_env
 
 Needs = Callable[..., None]

@@ -26,12 +26,11 @@ from fastapi.testclient import TestClient
 from sqlalchemy import Engine, func, select, text
 
 from broker.api.routing import MAX_INTEGER_DIGITS, strict_loads
-from broker.audit.entry import Entry, decode_entry
 from broker.audit.tables import audit_entry
 from broker.cli import main as cli_main
-from broker.runtime import Runtime
+from broker.core.entry import Entry, decode_entry
+from broker.runtime import Runtime, open_runtime
 from broker.settings import Settings
-from broker.startup import open_runtime
 from tests.api.disclosure_kit import BSN, drugs
 from tests.security.conftest import (
     DEMO_PACK,
@@ -593,7 +592,7 @@ def test_a_refused_reload_is_audited(
     live = runtime.policy.pack.hash
     (pack_dir / "rules.yaml").write_text(BROKEN_RULES)
     size = _log_size(runtime.engine)
-    with caplog.at_level(logging.WARNING, logger="broker.policy"):
+    with caplog.at_level(logging.WARNING, logger="broker.core.policy"):
         answer = client.post("/v1/admin/policy/reload", headers=admin)
     assert answer.status_code == 422
     assert runtime.policy.pack.hash == live

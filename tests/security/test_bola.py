@@ -13,10 +13,10 @@ from typing import Any
 from fastapi.testclient import TestClient
 from sqlalchemy import func, select
 
-from broker.audit.entry import Entry, decode_entry
 from broker.audit.tables import audit_entry
+from broker.core.entry import Entry, decode_entry
 from broker.runtime import Runtime
-from broker.signals import new_signal_id
+from broker.services.signals import new_signal_id
 from tests.api.disclosure_kit import drugs
 
 Headers = Callable[..., dict[str, str]]

@@ -32,7 +32,7 @@ from fastapi.testclient import TestClient
 from sqlalchemy import Connection, Engine, event, inspect, select, text
 
 from broker import migrate
-from broker.audit import service
+from broker.audit import reads as service
 from broker.audit.tables import audit_entry
 from broker.db import make_engine
 from broker.runtime import Runtime
@@ -247,9 +247,9 @@ def test_100_concurrent_disclosures_get_distinct_gap_free_seqs(
 def test_a_clock_jumping_back_keeps_seq_order_and_utc(runtime: Runtime) -> None:
     from datetime import UTC, datetime, timedelta
 
-    from broker.actors import system_actor
-    from broker.audit.entry import decode_entry
     from broker.audit.store import AuditLog
+    from broker.auth.actors import system_actor
+    from broker.core.entry import decode_entry
 
     moments = iter([datetime(2026, 11, 28, 12, tzinfo=UTC) - timedelta(hours=h)
                     for h in (0, 5, 1, 48)])

@@ -16,14 +16,13 @@ from collections.abc import Callable, Iterator
 
 import pytest
 
-from broker import rotation
-from broker.actors import system_actor
 from broker.auth import tokens
+from broker.auth.actors import system_actor
 from broker.errors import Unauthorized
 from broker.keys import load_key_ring
-from broker.runtime import Runtime
+from broker.runtime import Runtime, open_runtime
+from broker.services import rotation
 from broker.settings import Settings
-from broker.startup import open_runtime
 from tests.security.conftest import ServedBroker
 
 CLIENT = "cl_follow"

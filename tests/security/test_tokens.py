@@ -33,9 +33,8 @@ from fastapi.testclient import TestClient
 from broker.auth import clients, tokens
 from broker.errors import InvalidClient, StartupError, Unauthorized
 from broker.keys import KeyRing, create_key_ring, load_key_ring, public_jwk, rotate_key
-from broker.runtime import Runtime
+from broker.runtime import Runtime, open_runtime
 from broker.settings import Settings
-from broker.startup import open_runtime
 
 REPO = Path(__file__).resolve().parents[2]
 CLIENT_ID = "cl_" + "a" * 24
@@ -570,8 +569,8 @@ def test_organisation_dropped_from_the_live_pack_is_refused_on_the_next_call(
     api: TestClient, runtime: Runtime, credentials: Credentials
 ) -> None:
     """Row 13: a live pack without the client's organisation ends its tokens at once."""
-    from broker import packs
-    from broker.actors import system_actor
+    from broker.auth.actors import system_actor
+    from broker.services import packs
     from tests.unit.packs import base_pack, load
 
     dropped = token_for(api, *credentials("woningcorporatie", ["requester"]))

@@ -12,8 +12,8 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from broker.audit import merkle
-from broker.audit.checkpoint import (
+from broker.core import merkle
+from broker.core.checkpoint import (
     EM_DASH,
     Checkpoint,
     CheckpointInvalid,

@@ -13,7 +13,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from pydantic import ValidationError
 
-from broker.audit.entry import (
+from broker.core.entry import (
     ENTRY_FIELDS,
     MAX_SAFE_INTEGER,
     Actor,

@@ -6,7 +6,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from broker.identifiers import (
+from broker.core.identifiers import (
     is_valid_bag_id,
     is_valid_bsn,
     is_valid_kvk,

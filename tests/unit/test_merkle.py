@@ -12,8 +12,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from broker.audit import merkle
-from broker.audit.merkle import (
+from broker.core import merkle
+from broker.core.merkle import (
     EMPTY_ROOT,
     CompactRange,
     Coord,

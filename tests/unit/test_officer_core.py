@@ -11,7 +11,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from broker.audit.entry import Action, Outcome
+from broker.core.entry import Action, Outcome
 from broker.keys import create_key_ring, load_key_ring, rotate_key
 from broker.officer import chart, session
 from broker.officer.i18n import EN, NL, Translator

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from broker.policy import CompiledPolicy, lint_pack, load_pack, run_pack_tests
-from broker.transforms import flatten_signal, release
+from broker.core.policy import CompiledPolicy, lint_pack, load_pack, run_pack_tests
+from broker.core.transforms import flatten_signal, release
 
 DEMO = Path(__file__).resolve().parents[2] / "policies" / "ondermijning"
 PACK = load_pack(DEMO)

@@ -6,7 +6,7 @@ from datetime import UTC, datetime, timedelta, timezone
 
 import pytest
 
-from broker.policy import CompiledPolicy
+from broker.core.policy import CompiledPolicy
 from tests.unit.packs import base_pack, load
 
 NOW = datetime(2026, 11, 28, 12, 0, tzinfo=UTC)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import date
 
-from broker.policy import LintWarning, lint_pack
+from broker.core.policy import LintWarning, lint_pack
 from tests.unit.packs import base_pack, load
 
 TODAY = date(2026, 11, 28)

@@ -9,8 +9,8 @@ from typing import Any
 import pytest
 import yaml
 
+from broker.core.policy import load_pack, load_pack_from_text
 from broker.errors import PackInvalid
-from broker.policy import load_pack, load_pack_from_text
 from tests.unit.packs import as_files, base_pack, load
 
 Problem = tuple[str, str, str]

@@ -6,8 +6,8 @@ from typing import Any
 
 import pytest
 
-from broker.policy import Category, parse_transform
-from broker.policy.model import field_kind, transform_fits
+from broker.core.policy import Category, parse_transform
+from broker.core.policy.model import field_kind, transform_fits
 
 SECRET = "Geheim-0613"
 

@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 
 from broker.cli import policy as policy_cli
-from broker.policy import CompiledPolicy, run_pack_tests
+from broker.core.policy import CompiledPolicy, run_pack_tests
 from tests.unit.packs import as_files, base_pack, load
 
 PASSING_TESTS: list[dict[str, Any]] = [

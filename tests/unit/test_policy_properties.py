@@ -14,9 +14,9 @@ from typing import Any
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
-from broker.policy import CompiledPolicy, Pack, load_pack_from_text, parse_transform
-from broker.policy.model import FIELD_CATALOGUE, Category, field_kind, transform_fits
-from broker.transforms import (
+from broker.core.policy import CompiledPolicy, Pack, load_pack_from_text, parse_transform
+from broker.core.policy.model import FIELD_CATALOGUE, Category, field_kind, transform_fits
+from broker.core.transforms import (
     apply_transform,
     flatten_signal,
     pseudonymise,

@@ -6,8 +6,8 @@ import os
 import re
 import threading
 
-from broker import randomness
-from broker.randomness import RandomPool
+from broker.core import randomness
+from broker.core.randomness import RandomPool
 
 
 def test_slices_are_fresh_across_refills() -> None:

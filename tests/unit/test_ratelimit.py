@@ -7,7 +7,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from broker.errors import RateLimited
-from broker.ratelimit import HOUR, AbuseLimits
+from broker.services.ratelimit import HOUR, AbuseLimits
 
 
 class Clock:

@@ -9,8 +9,8 @@ from datetime import UTC, date, datetime, timedelta, timezone
 
 import pytest
 
-from broker.policy import parse_transform
-from broker.transforms import (
+from broker.core.policy import parse_transform
+from broker.core.transforms import (
     HmacKey,
     b32_26,
     flatten_signal,

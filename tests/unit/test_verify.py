@@ -15,10 +15,10 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from broker.audit import merkle
-from broker.audit.checkpoint import Checkpoint, Verifier, signed_checkpoint
-from broker.audit.entry import Actor, Entry, Item, PolicyRef, encode_entry, format_time
-from broker.audit.verify import LogVerifier, VerifyReport, verify_export, verify_log
+from broker.core import merkle
+from broker.core.checkpoint import Checkpoint, Verifier, signed_checkpoint
+from broker.core.entry import Actor, Entry, Item, PolicyRef, encode_entry, format_time
+from broker.core.verify import LogVerifier, VerifyReport, verify_export, verify_log
 
 ORIGIN = "sluis.example/audit"
 KEY = Ed25519PrivateKey.from_private_bytes(bytes(range(1, 33)))
@@ -358,8 +358,8 @@ def test_malformed_exports(lines: list[str], expected: list[str]) -> None:
 def test_the_pure_core_imports_no_web_database_or_settings_code() -> None:
     probe = (
         "import sys\n"
-        "import broker.audit.checkpoint, broker.audit.entry, broker.audit.merkle\n"
-        "import broker.audit.verify\n"
+        "import broker.core.checkpoint, broker.core.entry, broker.core.merkle\n"
+        "import broker.core.verify\n"
         "banned = ('fastapi', 'starlette', 'sqlalchemy', 'sqlmodel', 'alembic')\n"
         "print(sorted(m for m in sys.modules if m.split('.')[0] in banned\n"
         "      or m in ('broker.settings', 'broker.db', 'broker.models')))\n"

@@ -7,7 +7,7 @@ from typing import Any
 
 import yaml
 
-from broker.policy import Pack, load_pack_from_text
+from broker.core.policy import Pack, load_pack_from_text
 
 _BASE: dict[str, Any] = {
     "pack": "klein",

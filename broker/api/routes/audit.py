@@ -1,0 +1,227 @@
+"""The audit log's API: entries, receipts, checkpoints, proofs, live verification, export.
+
+Privacy officers see every entry whole; other partner clients see the entries of their own
+organisation's acts and those whose items are their own signals, trimmed to what their
+rules let them know (`broker.audit.partner_view`: a source sees only its own signals'
+items, a requester no source its rule hides; a trimmed entry is `redacted` and comes without
+its canonical bytes and leaf hash). Admin-only clients see none (they may not read
+disclosures). Every read through a token is itself recorded
+(`audit_read`) before the answer leaves; the checkpoint key is public. Only the privacy
+officer verifies and exports. (The data subject's report is `broker.api.routes.subject_report`.)
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Final, get_args
+
+from fastapi import APIRouter, Depends, Path, Query
+from fastapi.responses import PlainTextResponse, StreamingResponse
+from pydantic import BaseModel, Field
+
+from broker.api.deps import RequestIdDep, RuntimeDep
+from broker.api.routing import StrictJSONRoute
+from broker.audit import reads as service
+from broker.auth.actors import client_actor
+from broker.auth.deps import Caller, CallerDep, require
+from broker.core.entry import MAX_SAFE_INTEGER, Action
+from broker.runtime import Runtime
+from broker.schemas import Rfc3339DateTime
+
+router = APIRouter(route_class=StrictJSONRoute, prefix="/v1/audit", tags=["audit"])
+
+READER_ROLES: Final = ("privacy_officer", "requester", "contributor")
+Reader = Annotated[Caller, Depends(require(*READER_ROLES))]
+Officer = Annotated[Caller, Depends(require("privacy_officer"))]
+Seq = Annotated[int, Path(ge=0, le=MAX_SAFE_INTEGER)]
+Size = Annotated[int, Query(ge=0, le=MAX_SAFE_INTEGER)]
+Ident = Annotated[str | None, Query(pattern=r"^[a-z0-9]+(-[a-z0-9]+)*$", max_length=64)]
+ACTIONS: Final = frozenset(get_args(Action))
+
+
+class AuditEntryPage(BaseModel):
+    items: list[dict[str, Any]]
+    next_cursor: str | None
+
+
+class AuditEntryOut(BaseModel):
+    seq: int
+    entry: dict[str, Any]
+    entry_b64: str | None = Field(
+        description="the canonical bytes; null when `redacted` (they would show what is withheld)")
+    leaf_hash: str | None = Field(description="null when `redacted`")
+    redacted: bool = Field(
+        default=False,
+        description="a partner's view that withholds parts of the entry (other sources' items, "
+                    "a source the rule hides, the requester's details) and the entry's id")
+
+
+class CheckpointOut(BaseModel):
+    origin: str
+    size: int
+    root_hash: str
+    time: str
+    key_id: str
+    signature: str
+    note: str
+
+
+class InclusionOut(BaseModel):
+    leaf_index: int
+    tree_size: int
+    hashes: list[str]
+
+
+class ConsistencyOut(BaseModel):
+    first: int = Field(alias="from")
+    to: int
+    hashes: list[str]
+
+
+class ProblemOut(BaseModel):
+    seq: int | None
+    code: str
+    message: str
+
+
+class VerifyOut(BaseModel):
+    ok: bool
+    size: int
+    root_hash: str
+    checked_at: str
+    problems: list[ProblemOut]
+    first_bad_seq: int | None
+
+
+def _scope(caller: Caller) -> service.Scope:
+    if "privacy_officer" in caller.roles:
+        return service.Scope.everything()
+    return service.Scope(caller.org)
+
+
+def _record_read(
+    runtime: Runtime, caller: Caller, request_id: str | None, what: dict[str, Any]
+) -> None:
+    """Record the read before anything of the log leaves (fail closed: 503 if it cannot)."""
+    actor = client_actor(
+        runtime.keys, client_id=caller.client_id, org=caller.org, roles=caller.roles,
+        acting_user=caller.acting_user,
+    )
+    runtime.audit.record({
+        "action": "audit_read",
+        "outcome": "granted",
+        "reason": None,
+        "actor": actor.as_entry(),
+        "request_id": request_id,
+        "objects": {k: v for k, v in what.items() if v is not None},
+    })
+
+
+@router.get("/entries", response_model=AuditEntryPage)
+def list_entries(
+    runtime: RuntimeDep,
+    caller: Reader,
+    request_id: RequestIdDep,
+    action: Annotated[str | None, Query(max_length=40)] = None,
+    org: Ident = None,
+    purpose: Ident = None,
+    since: Rfc3339DateTime | None = None,
+    until: Rfc3339DateTime | None = None,
+    limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+    cursor: Annotated[str | None, Query(max_length=100)] = None,
+) -> dict[str, Any]:
+    """Entries newest first, filtered, in pages of `limit` with an opaque `cursor`."""
+    if action is not None and action not in ACTIONS:
+        raise service.invalid(("query", "action"), "not an audit action")
+    if cursor:
+        service.decode_cursor(cursor)
+    filters = service.EntryFilter(action=action, org=org, purpose=purpose, since=since,
+                                  until=until)
+    _record_read(runtime, caller, request_id, {
+        "read": "entries", "action": action, "org": org, "purpose": purpose,
+        "since": since.isoformat() if since else None,
+        "until": until.isoformat() if until else None,
+    })
+    items, next_cursor = service.list_entries(
+        runtime.engine, _scope(caller), filters, limit=limit, cursor=cursor
+    )
+    return {"items": items, "next_cursor": next_cursor}
+
+
+@router.get("/entries/{seq}", response_model=AuditEntryOut)
+def get_entry(
+    seq: Seq, runtime: RuntimeDep, caller: Reader, request_id: RequestIdDep
+) -> dict[str, Any]:
+    """One entry: its fields, its canonical bytes (base64) and its leaf hash; to a partner
+    whose view of it is trimmed, `redacted: true` and neither bytes nor leaf hash."""
+    entry = service.get_entry(runtime.engine, _scope(caller), seq)
+    _record_read(runtime, caller, request_id, {"read": "entry", "seq": seq})
+    return entry
+
+
+@router.get("/entries/{seq}/receipt", response_class=PlainTextResponse)
+def get_receipt(
+    seq: Seq, runtime: RuntimeDep, caller: Reader, request_id: RequestIdDep
+) -> PlainTextResponse:
+    """The C2SP tlog-proof of the entry against the latest checkpoint: offline evidence."""
+    text = service.receipt(runtime.engine, runtime.audit.signer, _scope(caller), seq)
+    _record_read(runtime, caller, request_id, {"read": "receipt", "seq": seq})
+    return PlainTextResponse(text)
+
+
+@router.get("/checkpoint", response_model=CheckpointOut)
+def get_checkpoint(
+    runtime: RuntimeDep, caller: CallerDep, request_id: RequestIdDep
+) -> dict[str, Any]:
+    """The latest signed checkpoint, as JSON and as its C2SP signed note."""
+    checkpoint = service.current_checkpoint(runtime.engine, runtime.audit.signer)
+    _record_read(runtime, caller, request_id, {"read": "checkpoint"})
+    return service.checkpoint_view(runtime.audit.signer.origin, checkpoint)
+
+
+@router.get("/checkpoint-key", response_class=PlainTextResponse)
+def get_checkpoint_key(runtime: RuntimeDep) -> PlainTextResponse:
+    """The C2SP note verifier key of the checkpoint signer (no token: anyone may check)."""
+    return PlainTextResponse(service.verifier_key_text(runtime.audit.signer))
+
+
+@router.get("/proofs/inclusion", response_model=InclusionOut)
+def get_inclusion_proof(
+    seq: Size, size: Size, runtime: RuntimeDep, caller: CallerDep, request_id: RequestIdDep
+) -> dict[str, Any]:
+    """The RFC 9162 inclusion proof of entry `seq` in the tree of `size` entries."""
+    proof = service.inclusion(runtime.engine, seq, size)
+    _record_read(runtime, caller, request_id, {"read": "inclusion_proof", "seq": seq,
+                                               "size": size})
+    return proof
+
+
+@router.get("/proofs/consistency", response_model=ConsistencyOut)
+def get_consistency_proof(
+    runtime: RuntimeDep,
+    caller: CallerDep,
+    request_id: RequestIdDep,
+    first: Annotated[int, Query(alias="from", ge=0, le=MAX_SAFE_INTEGER)],
+    to: Size,
+) -> dict[str, Any]:
+    """The RFC 9162 consistency proof from the tree of `from` entries to that of `to`."""
+    proof = service.consistency(runtime.engine, first, to)
+    _record_read(runtime, caller, request_id, {"read": "consistency_proof", "from": first,
+                                               "to": to})
+    return proof
+
+
+@router.get("/verify", response_model=VerifyOut)
+def verify(runtime: RuntimeDep, caller: Officer, request_id: RequestIdDep) -> dict[str, Any]:
+    """Verify the whole live log now, naming the first entry that fails."""
+    _record_read(runtime, caller, request_id, {"read": "verify"})
+    return service.verify_live(runtime.engine, runtime.audit.signer).as_dict()
+
+
+@router.get("/export", response_class=StreamingResponse)
+def export(runtime: RuntimeDep, caller: Officer, request_id: RequestIdDep) -> StreamingResponse:
+    """The whole log as JSON Lines, ending with the latest checkpoint; verifiable offline
+    with `broker audit verify FILE` and the checkpoint key."""
+    _record_read(runtime, caller, request_id, {"read": "export"})
+    lines = service.export_lines(runtime.engine, runtime.audit.signer)
+    return StreamingResponse(lines, media_type="application/jsonl")
+

@@ -1,0 +1,266 @@
+"""Disclosures, hit checks and area summaries: the request that matters (DESIGN.md).
+
+For each candidate signal the one rule matching (recipient, purpose, category, source,
+legal basis, age) decides; a signal no rule matches at the needed level does not exist
+for the request: it is neither returned, nor counted, nor hinted at. The live pack is
+read once per request, so the whole answer, and its audit entry's policy hash, come from
+one pack even while another is being loaded. Each answer leaves only after its one audit
+entry (and the rows re-identification needs, in the same transaction) is durable.
+
+Each service `prepare_*` decides and builds the answer and its entry without writing
+anything: it returns a `Prepared` (or raises `AuditedRefusal` for a refusal that must be
+audited). Its caller (the router) appends the entry, awaiting it on the event loop, and
+only then completes the answer with the entry's `audit_seq`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import date, datetime
+from typing import Any, Final, TypeVar
+
+from sqlalchemy import Table
+
+from broker.clock import utcnow
+from broker.core import randomness
+from broker.core.policy.evaluate import COVENANT_TIMEZONE, CompiledRule
+from broker.core.transforms import Pseudonymiser, flatten_signal, pseudonymiser_for, release
+from broker.disclosure_tables import disclosure_pseudonym
+from broker.keys import KeyRing
+from broker.runtime import LivePolicy, Runtime
+from broker.schemas.disclosures import AreaSummaryIn, DisclosureIn, HitIn
+from broker.services.candidates import (
+    Candidate,
+    Lookup,
+    area_of,
+    area_token,
+    find,
+    lookup_for,
+    payload_of,
+    signal_subject_token,
+    subject_token,
+)
+from broker.services.purpose_binding import (
+    Asker,
+    admit,
+    check_categories,
+    check_purpose,
+    check_subject_count,
+    draft,
+)
+from broker.services.ratelimit import AbuseLimits
+
+MAX_RELEASED: Final = 1000
+"""Signals one disclosure answer carries at most; `truncated` says when more matched."""
+
+
+def new_disclosure_id() -> str:
+    return "dsc_" + randomness.token_b32(15)
+
+
+@dataclass(slots=True)
+class Released:
+    """One signal as released: the answer's part, the entry's part, what re-identification
+    needs."""
+
+    answer: dict[str, Any]
+    item: dict[str, Any]
+    pseudonymised: list[str] = field(default_factory=list)
+    signal_id: str = ""
+    rule: str = ""
+    subject: bytes | None = None
+
+
+def _today() -> date:
+    """The day of disclosure in the covenant's time zone (age bands count from it)."""
+    return datetime.now(COVENANT_TIMEZONE).date()
+
+
+def _release_one(
+    keys: KeyRing,
+    candidate: Candidate,
+    rule: CompiledRule,
+    pseudonymiser: Pseudonymiser,
+    asker: Asker,
+    today: date,
+) -> Released | None:
+    payload = payload_of(keys, candidate)
+    if payload is None:  # erased since it was found: it no longer exists
+        return None
+    fields = release(rule.fields, flatten_signal(payload), recipient=asker.org,
+                     purpose=asker.purpose, pseudonym_key=keys.active("pseudonym").material,
+                     today=today, pseudonymiser=pseudonymiser)
+    answer: dict[str, Any] = {
+        "ref": pseudonymiser.signal_ref(candidate.id),
+        "category": candidate.category,
+        "legal_basis": candidate.legal_basis,
+        "rule": rule.id,
+        "fields": fields,
+    }
+    if rule.reveal_source:
+        answer["source"] = candidate.source
+    subject = signal_subject_token(keys, payload)
+    item = {
+        "signal_id": candidate.id,
+        "rule": rule.id,
+        "legal_basis": candidate.legal_basis,
+        "category": candidate.category,
+        "source": candidate.source,
+        "fields": {path: rule.fields[path].as_data() for path in fields},
+        "subjects": [subject] if subject else [],
+    }
+    pseudonymised = [p for p in fields if rule.fields[p].kind == "pseudonymise"]
+    return Released(answer, item, pseudonymised, candidate.id, rule.id, subject)
+
+
+def _decided(
+    live: LivePolicy, asker: Asker, candidates: Sequence[Candidate], level: str, now_ts: float
+) -> list[tuple[Candidate, CompiledRule]]:
+    """The candidates with the one rule releasing each at `level` or above; the rest do not
+    exist for this request."""
+    decide = live.compiled.decide_ts
+    out = []
+    for c in candidates:
+        rule = decide(asker.org, asker.purpose, c.category, c.source, c.legal_basis,
+                      c.observed_ts, now_ts)
+        if rule is not None and rule.grants(level):
+            out.append((c, rule))
+    return out
+
+
+def _pseudonym_rows(
+    disclosure_id: str, asker: Asker, released: Sequence[Released], now: datetime
+) -> list[dict[str, Any]]:
+    return [
+        {"disclosure_id": disclosure_id, "ref": r.answer["ref"], "path": path, "org": asker.org,
+         "purpose": asker.purpose, "signal_id": r.signal_id, "rule": r.rule, "created_at": now}
+        for r in released for path in r.pseudonymised
+    ]
+
+
+@dataclass(slots=True)
+class Prepared:
+    """An answer waiting for its audit entry: the entry's draft, the subjects it concerns,
+    the rows to write in its transaction, and the answer but for `audit_seq`."""
+
+    entry: dict[str, Any]
+    answer: dict[str, Any]
+    subjects: list[bytes] = field(default_factory=list)
+    rows: list[tuple[Table, Sequence[dict[str, Any]]]] = field(default_factory=list)
+
+    def finish(self, seq: int) -> dict[str, Any]:
+        """The answer, naming the durable entry that records it."""
+        self.answer["audit_seq"] = seq
+        return self.answer
+
+
+Body = TypeVar("Body")
+Service = Callable[[Runtime, AbuseLimits, Asker, Body], Prepared]
+
+
+def prepare_disclosure(
+    runtime: Runtime, limits: AbuseLimits, asker: Asker, body: DisclosureIn
+) -> Prepared:
+    """Decide a disclosure request: the signals the policy releases, transformed."""
+    live = runtime.policy  # once: the whole request is decided by this pack
+    admit(limits, live, asker)
+    check_purpose(live, asker, "disclosure")
+    check_categories(live, body.query.categories)
+    keys = runtime.keys
+    lookup = lookup_for(keys, body.query)
+    if lookup.subject is not None:
+        check_subject_count(limits, live, asker, lookup.subject)
+    allowed = live.compiled.categories_for(asker.org, asker.purpose, "disclose")
+    if body.query.categories:
+        allowed = allowed & frozenset(body.query.categories)
+    now = utcnow()
+    candidates = find(runtime.engine, lookup, allowed, with_payload=True)
+    pseudonymiser = pseudonymiser_for(keys.active("pseudonym").material, asker.org,
+                                      asker.purpose)
+    today = _today()
+    released: list[Released] = []
+    truncated = False
+    for candidate, rule in _decided(live, asker, candidates, "disclose", now.timestamp()):
+        if len(released) == MAX_RELEASED:
+            truncated = True
+            break
+        one = _release_one(keys, candidate, rule, pseudonymiser, asker, today)
+        if one is not None:
+            released.append(one)
+    disclosure_id = new_disclosure_id()
+    rows = _pseudonym_rows(disclosure_id, asker, released, now)
+    objects: dict[str, Any] = {"disclosure_id": disclosure_id, "query": lookup.kind,
+                               "released": len(released)}
+    if lookup.area:
+        objects["area"] = lookup.area
+    if body.query.categories:
+        objects["categories"] = sorted(set(body.query.categories))
+    entry = draft(asker, live, "disclosure", items=[r.item for r in released], objects=objects,
+                  confidential_until=body.confidential_until)
+    return Prepared(
+        entry,
+        {
+            "disclosure_id": disclosure_id,
+            "audit_seq": None,
+            "policy_hash": live.pack.hash,
+            "purpose": asker.purpose,
+            "signals": [r.answer for r in released],
+            "truncated": truncated,
+        },
+        subjects=[lookup.subject] if lookup.subject else [],
+        rows=[(disclosure_pseudonym, rows)] if rows else [],
+    )
+
+
+def prepare_hit(runtime: Runtime, limits: AbuseLimits, asker: Asker, body: HitIn) -> Prepared:
+    """Whether signals about a subject exist that a rule lets the caller know of (at least
+    `hit`), and their sources where the rule reveals them. No content leaves."""
+    live = runtime.policy
+    admit(limits, live, asker)
+    check_purpose(live, asker, "hit")
+    token = subject_token(runtime.keys, body.subject, ("body", "subject"))
+    check_subject_count(limits, live, asker, token)
+    allowed = live.compiled.categories_for(asker.org, asker.purpose, "hit")
+    candidates = find(runtime.engine, Lookup("subject", token=token, subject=token), allowed,
+                      with_payload=False)
+    counted = _decided(live, asker, candidates, "hit", utcnow().timestamp())
+    sources = sorted({c.source for c, rule in counted if rule.reveal_source})
+    items = [
+        {"signal_id": c.id, "rule": rule.id, "legal_basis": c.legal_basis,
+         "category": c.category, "source": c.source, "fields": {}, "subjects": [token]}
+        for c, rule in counted
+    ]
+    entry = draft(asker, live, "hit", items=items, objects={"hit": bool(counted)},
+                  confidential_until=body.confidential_until)
+    return Prepared(entry, {"hit": bool(counted), "sources": sources, "audit_seq": None,
+                            "policy_hash": live.pack.hash}, subjects=[token])
+
+
+def prepare_area_summary(
+    runtime: Runtime, limits: AbuseLimits, asker: Asker, body: AreaSummaryIn
+) -> Prepared:
+    """Counts per category over a postcode area, of signals whose rule grants at least
+    `aggregate`; a count below the rule's `min_count` is suppressed (null)."""
+    live = runtime.policy
+    admit(limits, live, asker)
+    check_purpose(live, asker, "area_summary")
+    level, postcode = area_of(body.area, ("body", "area"))
+    allowed = live.compiled.categories_for(asker.org, asker.purpose, "aggregate")
+    lookup = Lookup(level, token=area_token(runtime.keys, level, postcode), area=postcode)
+    candidates = find(runtime.engine, lookup, allowed, with_payload=False)
+    counts: dict[str, int] = dict.fromkeys(allowed, 0)
+    thresholds: dict[str, int] = dict.fromkeys(allowed, 1)
+    for candidate, rule in _decided(live, asker, candidates, "aggregate", utcnow().timestamp()):
+        counts[candidate.category] += 1
+        thresholds[candidate.category] = max(thresholds[candidate.category], rule.min_count)
+    categories = []
+    for category in sorted(allowed):
+        shown = counts[category] >= thresholds[category]  # thresholds are >= 1
+        categories.append({"category": category, "count": counts[category] if shown else None,
+                           "suppressed": not shown})
+    objects = {"area": postcode, "area_level": level,
+               "counts": {c["category"]: c["count"] for c in categories}}
+    return Prepared(draft(asker, live, "area_summary", objects=objects),
+                    {"area": {"postcode": postcode}, "categories": categories,
+                     "audit_seq": None, "policy_hash": live.pack.hash})

@@ -1,0 +1,172 @@
+"""Making a policy pack live: history, audit entry, and the atomic swap.
+
+Each pack's canonical text is stored once by hash; every activation is a
+`policy_load` row and a `policy_loaded` audit entry in one transaction. A
+reload refused because the pack does not load is a `refusal` entry and a
+warning (SECURITY.md row 26); the live pack stays.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+from sqlalchemy import Connection, select
+
+from broker.audit.store import AuditLog
+from broker.auth.actors import Actor, system_actor
+from broker.clock import utcnow
+from broker.core.policy.evaluate import CompiledPolicy
+from broker.core.policy.load import Pack, load_pack, load_pack_from_text
+from broker.errors import PackInvalid
+from broker.follower import Follower
+from broker.models import PolicyLoad, PolicyVersion
+from broker.runtime import LivePolicy, Runtime
+
+_log = logging.getLogger("broker.core.policy")
+VERSIONS = PolicyVersion.__table__  # type: ignore[attr-defined]
+LOADS = PolicyLoad.__table__  # type: ignore[attr-defined]
+
+
+def last_loaded_hash(conn: Connection) -> str | None:
+    row = conn.execute(select(LOADS.c.hash).order_by(LOADS.c.id.desc()).limit(1)).first()
+    return row[0] if row else None
+
+
+def _store(conn: Connection, pack: Pack, by: str) -> None:
+    now = utcnow()
+    known = conn.execute(select(VERSIONS.c.hash).where(VERSIONS.c.hash == pack.hash)).first()
+    if known is None:
+        conn.execute(
+            VERSIONS.insert().values(
+                hash=pack.hash,
+                pack=pack.name,
+                version=pack.version,
+                canonical=pack.canonical.decode("utf-8"),
+                first_loaded_at=now,
+            )
+        )
+    conn.execute(LOADS.insert().values(hash=pack.hash, loaded_at=now, loaded_by=by[:100]))
+
+
+def record_load(
+    audit: AuditLog, pack: Pack, *, actor: Actor, request_id: str | None, previous: str | None
+) -> int:
+    """Store the pack's version and load event with its audit entry; return the entry's seq."""
+    draft = {
+        "action": "policy_loaded",
+        "outcome": "granted",
+        "reason": None,
+        "actor": actor.as_entry(),
+        "policy": {"pack": pack.name, "hash": pack.hash},
+        "request_id": request_id,
+        "objects": {"previous_hash": previous, "version": pack.version},
+    }
+    return audit.record(draft, work=lambda conn: _store(conn, pack, actor.label)).seq
+
+
+def live(pack: Pack) -> LivePolicy:
+    return LivePolicy(pack, CompiledPolicy(pack), utcnow())
+
+
+def activate(
+    runtime: Runtime, pack: Pack, *, actor: Actor, request_id: str | None = None
+) -> tuple[str, str]:
+    """Make `pack` the live pack (audited); return (new hash, previous hash)."""
+    previous = runtime.policy.pack.hash
+    record_load(runtime.audit, pack, actor=actor, request_id=request_id, previous=previous)
+    runtime.policy = live(pack)
+    return pack.hash, previous
+
+
+def record_refused_reload(
+    runtime: Runtime, error: PackInvalid, *, actor: Actor, request_id: str | None
+) -> int:
+    """Audit and log a reload refused because the pack does not load; return the seq.
+
+    The entry names the pack that stays live and how many problems the new one has, never
+    the problems themselves: their messages may quote the pack's text."""
+    live_pack = runtime.policy.pack
+    draft = {
+        "action": "refusal",
+        "outcome": "refused",
+        "reason": error.code,
+        "actor": actor.as_entry(),
+        "policy": {"pack": live_pack.name, "hash": live_pack.hash},
+        "request_id": request_id,
+        "objects": {"request": "policy_reload", "problems": len(error.errors)},
+    }
+    seq = runtime.audit.record(draft).seq
+    _log.warning("policy reload refused: the live pack stays", extra={
+        "event": "policy_reload_refused", "reason": error.code, "count": len(error.errors),
+        "hash": live_pack.hash, "seq": seq, "request_id": request_id,
+    })
+    return seq
+
+
+def reload_from_dir(
+    runtime: Runtime, directory: Path | None, *, actor: Actor, request_id: str | None = None
+) -> tuple[str, str]:
+    """Load a pack folder and make it live; a pack that does not check leaves the live one
+    (and the refusal is audited before `PackInvalid` reaches the caller)."""
+    try:
+        pack = load_pack(directory or runtime.settings.policy_dir)
+    except PackInvalid as exc:
+        record_refused_reload(runtime, exc, actor=actor, request_id=request_id)
+        raise
+    return activate(runtime, pack, actor=actor, request_id=request_id)
+
+
+def stored_pack(conn: Connection, pack_hash: str) -> Pack | None:
+    """A pack exactly as it was loaded, from history, for reading an old rule."""
+    row = conn.execute(select(VERSIONS.c.canonical).where(VERSIONS.c.hash == pack_hash)).first()
+    if row is None:
+        return None
+    try:
+        return load_pack_from_text({"pack.json": row[0]})
+    except PackInvalid:
+        return None
+
+
+def ensure_recorded(runtime: Runtime) -> None:
+    """At start-up: audit the live pack's load when it differs from the last one recorded."""
+    with runtime.engine.connect() as conn:
+        previous = last_loaded_hash(conn)
+    if previous != runtime.policy.pack.hash:
+        record_load(
+            runtime.audit,
+            runtime.policy.pack,
+            actor=system_actor("startup"),
+            request_id=None,
+            previous=previous,
+        )
+
+
+def follow_once(runtime: Runtime) -> bool:
+    """Switch to the newest pack recorded in the database, if it is not the live one."""
+    with runtime.engine.connect() as conn:
+        newest = last_loaded_hash(conn)
+        if newest is None or newest == runtime.policy.pack.hash:
+            return False
+        pack = stored_pack(conn, newest)
+    if pack is None:
+        return False
+    runtime.policy = live(pack)
+    return True
+
+
+class PackFollower(Follower):
+    """Keeps every broker process on the newest recorded pack (a reload reaches one process)."""
+
+    name = "pack-follower"
+
+    def __init__(self, runtime: Runtime, interval: float) -> None:
+        super().__init__(interval)
+        self._runtime = runtime
+
+    def step(self) -> None:
+        follow_once(self._runtime)
+
+    def trouble(self, error: Exception) -> None:
+        _log.warning("could not check for a newer policy pack",
+                     extra={"error_type": type(error).__name__})

@@ -1,0 +1,537 @@
+"""Signal intake, lookup and erasure (service layer).
+
+A signal is validated against the live pack's category, sealed under its
+own data key, made findable through blind-index tokens, and recorded in the
+audit log in the same transaction. Erasure destroys the data key. A read or
+erasure of another organisation's signal (or of one that does not exist) is
+404 and an audited denial (SECURITY.md row 17).
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import Connection, Row, delete, select, update
+
+from broker import cursors
+from broker.auth.actors import Actor
+from broker.clock import as_utc, rfc3339, utcnow
+from broker.core import identifiers, randomness
+from broker.core.policy.load import Pack
+from broker.errors import Conflict, FieldProblem, NotFound, ValidationFailed
+from broker.keys import KeyRing
+from broker.models import Signal, SignalIndex, legal_hold
+from broker.runtime import Runtime
+from broker.schemas import SignalIn
+from broker.sealing import Unreadable, blind_token, seal, unseal
+from broker.services import idempotency
+
+SIGNAL = Signal.__table__  # type: ignore[attr-defined]
+
+
+def _under_hold() -> Conflict:
+    return Conflict("This signal is under a legal hold: it cannot be erased until the hold "
+                    "is lifted.")
+INDEX = SignalIndex.__table__  # type: ignore[attr-defined]
+
+# The one identifier each subject type must carry, and the fields it may carry.
+_REQUIRED_ID = {"person": "bsn", "company": "kvk", "vehicle": "plate", "address": None}
+_ALLOWED = {
+    "person": {"bsn", "name", "birthdate"},
+    "company": {"kvk", "name"},
+    "vehicle": {"plate"},
+    "address": {"bag_id"},
+}
+_FUTURE_SLACK = timedelta(days=1)
+CURSOR_PREFIX = ""
+"""The signal list's cursors carry no prefix (the first list; cursors given out stay good)."""
+_SIGNAL_ID = re.compile(r"sig_[a-z2-7]{24}")
+
+
+def new_signal_id() -> str:
+    return "sig_" + randomness.token_b32(15)
+
+
+def denied(
+    runtime: Runtime,
+    actor: Actor,
+    org: str,
+    signal_id: str,
+    *,
+    request: str,
+    request_id: str | None,
+) -> NotFound:
+    """The 404 for a signal id that is not one of `org`'s live signals, after auditing the
+    denial when the id is not `org`'s at all.
+
+    Whether the signal belongs to another organisation or never existed, the entry and the
+    answer are the same, so neither tells the caller (who may read its own entries) which.
+    The organisation's own erased signals are 404 without an entry: they are nobody
+    else's. An id not shaped like a signal id names no signal and is not logged: it is
+    caller input that could carry anything."""
+    if _SIGNAL_ID.fullmatch(signal_id) and not _ever_owned(runtime, org, signal_id):
+        draft = {
+            "action": "refusal",
+            "outcome": "refused",
+            "reason": "unknown_signal",
+            "actor": actor.as_entry(),
+            "request_id": request_id,
+            "objects": {"request": request, "signal_id": signal_id},
+        }
+        runtime.audit.record(draft)
+    return NotFound("No such signal.")
+
+
+def _ever_owned(runtime: Runtime, org: str, signal_id: str) -> bool:
+    with runtime.engine.connect() as conn:
+        row = conn.execute(
+            select(SIGNAL.c.id).where(SIGNAL.c.id == signal_id, SIGNAL.c.source == org)
+        ).first()
+    return row is not None
+
+
+@dataclass(frozen=True)
+class Prepared:
+    """A validated, normalised signal ready to be sealed and stored."""
+
+    payload: dict[str, Any]
+    observed_at: datetime
+    index: dict[str, str]  # blind-index kind -> normalised value
+    subject_kind: str  # the index kind that names the subject
+
+
+def _check_subject(
+    body: SignalIn, loc: tuple[str | int, ...]
+) -> tuple[dict[str, Any], list[FieldProblem]]:
+    subject = body.subject
+    given = {k for k, v in subject.model_dump(exclude={"type"}).items() if v is not None}
+    problems = [
+        FieldProblem((*loc, "subject", name), f"not a field of a {subject.type} subject")
+        for name in sorted(given - _ALLOWED[subject.type])
+    ]
+    required = _REQUIRED_ID[subject.type]
+    if required and required not in given:
+        problems.append(FieldProblem((*loc, "subject", required), "Field required."))
+    out: dict[str, Any] = {"type": subject.type}
+    checks: dict[str, tuple[Callable[[str], str | None], str]] = {
+        "bsn": (lambda v: v if identifiers.is_valid_bsn(v) else None, "not a valid BSN"),
+        "kvk": (lambda v: v if identifiers.is_valid_kvk(v) else None, "not a valid KvK number"),
+        "plate": (identifiers.normalise_plate, "not a valid licence plate"),
+        "bag_id": (lambda v: v if identifiers.is_valid_bag_id(v) else None, "not a valid BAG id"),
+    }
+    for name in ("bsn", "kvk", "plate", "bag_id"):
+        value = getattr(subject, name)
+        if value is None or name not in _ALLOWED[subject.type]:
+            continue
+        normalise, message = checks[name]
+        normalised = normalise(value)
+        if normalised is None:
+            problems.append(FieldProblem((*loc, "subject", name), message))
+        else:
+            out[name] = normalised
+    if subject.name is not None:
+        out["name"] = subject.name
+    if subject.birthdate is not None:
+        out["birthdate"] = subject.birthdate.isoformat()
+    return out, problems
+
+
+def _check_location(
+    body: SignalIn, loc: tuple[str | int, ...]
+) -> tuple[dict[str, Any] | None, list[FieldProblem]]:
+    if body.location is None:
+        if body.subject.type == "address" and body.subject.bag_id is None:
+            return None, [
+                FieldProblem((*loc, "location"), "an address needs a bag_id or a location")
+            ]
+        return None, []
+    location = body.location.model_dump(exclude_none=True)
+    problems = []
+    if "postcode" in location:
+        postcode = identifiers.normalise_postcode(location["postcode"])
+        if postcode is None:
+            problems.append(FieldProblem((*loc, "location", "postcode"), "not a postcode (1234AB)"))
+        else:
+            location["postcode"] = postcode
+    if "house_letter" in location:
+        location["house_letter"] = location["house_letter"].upper()
+    if (
+        body.subject.type == "address"
+        and body.subject.bag_id is None
+        and not ("postcode" in location and "house_number" in location)
+    ):
+        problems.append(
+            FieldProblem((*loc, "location"), "an address needs a bag_id or a postcode and number")
+        )
+    return location, problems
+
+
+def _index_values(subject: dict[str, Any], location: dict[str, Any] | None) -> dict[str, str]:
+    index: dict[str, str] = {
+        k: subject[k] for k in ("bsn", "kvk", "plate", "bag_id") if k in subject
+    }
+    if location and "postcode" in location:
+        index["pc6"] = location["postcode"]
+        index["pc4"] = location["postcode"][:4]
+        if "house_number" in location:
+            index["address"] = address_key(
+                location["postcode"],
+                location["house_number"],
+                location.get("house_letter"),
+                location.get("addition"),
+            )
+    return index
+
+
+def address_key(postcode: str, number: int, letter: str | None, addition: str | None) -> str:
+    """The normalised form of an address for the blind index."""
+    return "|".join([postcode, str(number), (letter or "").upper(), (addition or "").upper()])
+
+
+def prepare(
+    pack: Pack, org: str, body: SignalIn, loc: tuple[str | int, ...] = ("body",)
+) -> Prepared:
+    """Validate one signal against the pack; ValidationFailed names every problem."""
+    problems: list[FieldProblem] = []
+    category = pack.category(body.category)
+    if category is None:
+        raise ValidationFailed(
+            "Unknown category.", errors=[FieldProblem((*loc, "category"), "unknown category")]
+        )
+    if org not in category.contributors:
+        problems.append(
+            FieldProblem((*loc, "category"), "your organisation may not contribute this category")
+        )
+    if body.legal_basis not in category.legal_bases:
+        problems.append(FieldProblem((*loc, "legal_basis"), "not a legal basis of this category"))
+    if body.subject.type not in category.subject_types:
+        problems.append(
+            FieldProblem((*loc, "subject", "type"), "subject type does not fit the category")
+        )
+    subject, subject_problems = _check_subject(body, loc)
+    location, location_problems = _check_location(body, loc)
+    problems += subject_problems + location_problems
+    problems += [
+        FieldProblem((*loc, "attributes", name), message)
+        for name, message in category.check_attributes(body.attributes)
+    ]
+    if body.observed_at > utcnow() + _FUTURE_SLACK:
+        problems.append(FieldProblem((*loc, "observed_at"), "lies in the future"))
+    if problems:
+        raise ValidationFailed("The signal is not valid; see `errors`.", errors=problems)
+    payload = {
+        "category": body.category,
+        "legal_basis": body.legal_basis,
+        "subject": subject,
+        "location": location,
+        "observed_at": body.observed_at.isoformat(),
+        "description": body.description,
+        "attributes": dict(body.attributes),
+    }
+    index = _index_values(subject, location)
+    kind = _REQUIRED_ID[subject["type"]] or ("bag_id" if "bag_id" in subject else "address")
+    return Prepared(payload, as_utc(body.observed_at), index, kind)
+
+
+def prepare_all(
+    pack: Pack, org: str, bodies: Sequence[SignalIn], *, batch: bool = True
+) -> list[Prepared]:
+    """Validate a batch; one ValidationFailed naming every failing index."""
+    prepared: list[Prepared] = []
+    problems: list[FieldProblem] = []
+    for position, body in enumerate(bodies):
+        loc: tuple[str | int, ...] = ("body", "signals", position) if batch else ("body",)
+        try:
+            prepared.append(prepare(pack, org, body, loc))
+        except ValidationFailed as exc:
+            problems.extend(exc.errors)
+    if problems:
+        raise ValidationFailed("Some signals are not valid; nothing was stored.", errors=problems)
+    return prepared
+
+
+@dataclass(frozen=True)
+class Stored:
+    """What intake writes for one signal: its row, its index rows and its answer."""
+
+    row: dict[str, Any]
+    index_rows: list[dict[str, Any]]
+    answer: dict[str, Any]
+    subject_token: bytes | None
+
+
+def _seal_one(keys: KeyRing, pack: Pack, org: str, created_by: str, item: Prepared) -> Stored:
+    signal_id = new_signal_id()
+    now = utcnow()
+    retention_until = now + timedelta(days=pack.retention_days(item.payload["category"]))
+    sealed = seal(keys.active("master"), json.dumps(item.payload).encode(), signal_id.encode())
+    index_key = keys.active("blind_index")
+    tokens = {kind: blind_token(index_key, kind, value) for kind, value in item.index.items()}
+    row = {
+        "id": signal_id,
+        "source": org,
+        "category": item.payload["category"],
+        "legal_basis": item.payload["legal_basis"],
+        "subject_type": item.payload["subject"]["type"],
+        "observed_at": item.observed_at,
+        "received_at": now,
+        "retention_until": retention_until,
+        "key_version": sealed.key_version,
+        "wrapped_key": sealed.wrapped_key,
+        "ciphertext": sealed.ciphertext,
+        "created_by": created_by[:40],
+    }
+    answer = _answer(signal_id, org, item.payload, now, retention_until)
+    index_rows = [{"token": t, "signal_id": signal_id} for t in set(tokens.values())]
+    return Stored(row, index_rows, answer, tokens.get(item.subject_kind))
+
+
+def _answer(
+    signal_id: str, org: str, payload: dict[str, Any], received: datetime, retention: datetime
+) -> dict[str, Any]:
+    return {
+        "id": signal_id,
+        "source": org,
+        **payload,
+        "received_at": rfc3339(received),
+        "retention_until": rfc3339(retention),
+    }
+
+
+def create_signals(
+    runtime: Runtime,
+    actor: Actor,
+    org: str,
+    bodies: Sequence[SignalIn],
+    *,
+    request_id: str | None,
+    extra_work: Callable[[list[dict[str, Any]]], Callable[[Connection], None]] | None = None,
+    batch: bool = True,
+) -> list[dict[str, Any]]:
+    """Validate, seal, index and store signals with one audit entry; all or nothing."""
+    live = runtime.policy
+    prepared = prepare_all(live.pack, org, bodies, batch=batch)
+    stored = [_seal_one(runtime.keys, live.pack, org, actor.label, p) for p in prepared]
+    answers = [s.answer for s in stored]
+    after = extra_work(answers) if extra_work else None
+
+    def work(conn: Connection) -> None:
+        conn.execute(SIGNAL.insert(), [s.row for s in stored])
+        conn.execute(INDEX.insert(), [r for s in stored for r in s.index_rows])
+        if after:
+            after(conn)
+
+    draft = {
+        "action": "signal_created",
+        "outcome": "granted",
+        "reason": None,
+        "actor": actor.as_entry(),
+        "policy": {"pack": live.pack.name, "hash": live.pack.hash},
+        "request_id": request_id,
+        "items": [
+            {
+                "signal_id": s.row["id"],
+                "category": s.row["category"],
+                "source": org,
+                "legal_basis": s.row["legal_basis"],
+                "subjects": [s.subject_token] if s.subject_token else [],
+            }
+            for s in stored
+        ],
+    }
+    subjects = [s.subject_token for s in stored if s.subject_token]
+    runtime.audit.record(draft, work=work, subjects=subjects)
+    return answers
+
+
+def _readable(keys: KeyRing, row: Any) -> dict[str, Any]:
+    try:
+        payload = json.loads(
+            unseal(keys, row.key_version, row.wrapped_key, row.ciphertext, row.id.encode())
+        )
+    except Unreadable:
+        raise NotFound("No such signal.") from None
+    return _answer(
+        row.id, row.source, payload, as_utc(row.received_at), as_utc(row.retention_until)
+    )
+
+
+def get_signal(
+    runtime: Runtime, actor: Actor, org: str, signal_id: str, *, request_id: str | None
+) -> dict[str, Any]:
+    """One of the caller's own organisation's signals, in full; 404 (audited) for any other."""
+    with runtime.engine.connect() as conn:
+        row = conn.execute(
+            select(SIGNAL).where(
+                SIGNAL.c.id == signal_id, SIGNAL.c.source == org, SIGNAL.c.erased_at.is_(None)
+            )
+        ).first()
+    if row is None:
+        raise denied(runtime, actor, org, signal_id, request="signal_read", request_id=request_id)
+    return _readable(runtime.keys, row)
+
+
+def list_signals(
+    runtime: Runtime,
+    org: str,
+    *,
+    category: str | None,
+    since: datetime | None,
+    until: datetime | None,
+    limit: int,
+    cursor: str | None,
+) -> tuple[list[dict[str, Any]], str | None]:
+    """The caller's organisation's live signals, newest first, paged by an opaque cursor."""
+    query = select(SIGNAL).where(SIGNAL.c.source == org, SIGNAL.c.erased_at.is_(None))
+    if category:
+        query = query.where(SIGNAL.c.category == category)
+    if since:
+        query = query.where(SIGNAL.c.received_at >= as_utc(since))
+    if until:
+        query = query.where(SIGNAL.c.received_at < as_utc(until))
+    page, next_cursor = cursors.newest_first(
+        runtime.engine, query, SIGNAL.c.received_at, SIGNAL.c.id, prefix=CURSOR_PREFIX,
+        limit=limit, cursor=cursor)
+    return [_readable(runtime.keys, row) for row in page], next_cursor
+
+
+def is_held(conn: Connection, signal_id: str) -> bool:
+    """Is the signal under a legal hold (see `broker.services.legal_holds`)?"""
+    return conn.execute(
+        select(legal_hold.c.signal_id).where(legal_hold.c.signal_id == signal_id)
+    ).first() is not None
+
+
+def erase_signal(
+    runtime: Runtime,
+    actor: Actor,
+    org: str,
+    signal_id: str,
+    *,
+    request_id: str | None,
+    action: str = "signal_erased",
+    reason: str | None = "retracted",
+) -> None:
+    """Destroy a signal's data key and index tokens (crypto-shredding), audited; 404
+    (audited) unless it is one of `org`'s live signals; 409 (audited) while it is under a
+    legal hold."""
+    with runtime.engine.connect() as conn:
+        row = conn.execute(
+            select(SIGNAL.c.id, SIGNAL.c.category, SIGNAL.c.legal_basis).where(
+                SIGNAL.c.id == signal_id, SIGNAL.c.source == org, SIGNAL.c.erased_at.is_(None)
+            )
+        ).first()
+    if row is None:
+        raise denied(runtime, actor, org, signal_id, request="signal_erase", request_id=request_id)
+    with runtime.engine.connect() as conn:
+        held = is_held(conn, signal_id)
+    if held:
+        runtime.audit.record({
+            "action": "refusal",
+            "outcome": "refused",
+            "reason": "legal_hold",
+            "actor": actor.as_entry(),
+            "request_id": request_id,
+            "items": [{"signal_id": signal_id, "category": row.category, "source": org,
+                       "legal_basis": row.legal_basis}],
+            "objects": {"request": action},
+        })
+        raise _under_hold()
+
+    def work(conn: Connection) -> None:
+        if is_held(conn, signal_id):  # placed since the check above
+            raise _under_hold()
+        changed = conn.execute(
+            update(SIGNAL)
+            .where(SIGNAL.c.id == signal_id, SIGNAL.c.erased_at.is_(None))
+            .values(wrapped_key=None, ciphertext=None, erased_at=utcnow())
+        ).rowcount
+        if changed != 1:
+            raise NotFound("No such signal.")
+        conn.execute(delete(INDEX).where(INDEX.c.signal_id == signal_id))
+        idempotency.forget_signals(conn, [signal_id])
+
+    draft = {
+        "action": action,
+        "outcome": "granted",
+        "reason": reason,
+        "actor": actor.as_entry(),
+        "request_id": request_id,
+        "items": [
+            {
+                "signal_id": signal_id,
+                "category": row.category,
+                "source": org,
+                "legal_basis": row.legal_basis,
+            }
+        ],
+    }
+    runtime.audit.record(draft, work=work)
+
+
+@dataclass(frozen=True, slots=True)
+class RetentionRun:
+    erased: int
+    """Signals shredded."""
+    answers_deleted: int
+    """Stored Idempotency-Key answers deleted: expired, or naming a shredded signal."""
+
+
+def due_for_retention(conn: Connection, moment: datetime) -> Sequence[Row[Any]]:
+    """Live signals past their retention date at `moment` and under no legal hold: their
+    id, category, legal basis and source (read from the index of live signals only)."""
+    return conn.execute(
+        select(SIGNAL.c.id, SIGNAL.c.category, SIGNAL.c.legal_basis, SIGNAL.c.source).where(
+            SIGNAL.c.retention_until < moment, SIGNAL.c.erased_at.is_(None),
+            SIGNAL.c.id.not_in(select(legal_hold.c.signal_id)),  # held: passed by
+        )
+    ).all()
+
+
+def run_retention(
+    runtime: Runtime, actor: Actor, *, now: datetime | None = None
+) -> RetentionRun:
+    """Shred every signal past its retention date and delete expired stored answers, with
+    one `retention_run` entry."""
+    moment = now or utcnow()
+    with runtime.engine.connect() as conn:
+        rows = due_for_retention(conn, moment)
+    ids = [row.id for row in rows]
+    lifetime = idempotency.lifetime_of(runtime)
+
+    def work(conn: Connection) -> int:
+        deleted = idempotency.forget_expired(conn, lifetime, moment)
+        if ids:
+            conn.execute(
+                update(SIGNAL)
+                .where(SIGNAL.c.id.in_(ids), SIGNAL.c.erased_at.is_(None))
+                .values(wrapped_key=None, ciphertext=None, erased_at=utcnow())
+            )
+            conn.execute(delete(INDEX).where(INDEX.c.signal_id.in_(ids)))
+            deleted += idempotency.forget_signals(conn, ids)
+        return deleted
+
+    draft = {
+        "action": "retention_run",
+        "outcome": "granted",
+        "reason": "retention_expired",
+        "actor": actor.as_entry(),
+        "request_id": None,
+        "items": [
+            {
+                "signal_id": r.id,
+                "category": r.category,
+                "source": r.source,
+                "legal_basis": r.legal_basis,
+            }
+            for r in rows
+        ],
+        "objects": {"erased": len(ids)},
+    }
+    recorded = runtime.audit.record(draft, work=work)
+    return RetentionRun(len(ids), recorded.result)
