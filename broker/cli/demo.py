@@ -81,7 +81,9 @@ def seed_signals(runtime: Runtime) -> int:
     total = 0
     for source, bodies in sorted(by_source.items()):
         actor = system_actor(f"demo-seed:{source}")
-        total += len(signals.create_signals(runtime, actor, source, bodies, request_id=None))
+        created = signals.create_signals(runtime, actor, source, bodies, request_id=None,
+                                         client_id=actor.label)
+        total += len(created.body["signals"])
     return total
 
 

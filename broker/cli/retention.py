@@ -7,13 +7,13 @@ import json
 
 from broker.auth.actors import system_actor
 from broker.runtime import open_runtime
-from broker.services import signals
+from broker.services import retention
 from broker.settings import get_settings
 
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    retention = sub.add_parser("retention", help="signal retention")
-    retention_sub = retention.add_subparsers(
+    group = sub.add_parser("retention", help="signal retention")
+    retention_sub = group.add_subparsers(
         dest="retention_command", metavar="COMMAND", required=True
     )
     run = retention_sub.add_parser("run", help="erase signals past their retention date")
@@ -24,7 +24,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
 def run_retention(args: argparse.Namespace) -> int:
     runtime = open_runtime(get_settings())
     try:
-        run = signals.run_retention(runtime, system_actor("retention"))
+        run = retention.run_retention(runtime, system_actor("retention"))
     finally:
         runtime.close()
     if args.json:

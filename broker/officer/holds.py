@@ -10,7 +10,7 @@ from fastapi.responses import HTMLResponse
 from broker.api.deps import RuntimeDep
 from broker.officer.rules import Names
 from broker.officer.web import PREFIX, OfficerDep, OfficerRoute, record_view, render
-from broker.services import legal_holds
+from broker.services import retention
 
 router = APIRouter(route_class=OfficerRoute, prefix=PREFIX, include_in_schema=False)
 SHOWN = 1000
@@ -21,6 +21,6 @@ SHOWN = 1000
 def holds(request: Request, runtime: RuntimeDep, officer: OfficerDep) -> HTMLResponse:
     """The organisation's legal holds, newest first."""
     record_view(runtime, officer, request, {"read": "officer_legal_holds"})
-    items, more = legal_holds.listed(runtime, officer.org, limit=SHOWN)
+    items, more = retention.listed(runtime, officer.org, limit=SHOWN)
     return render(request, "holds.html", officer=officer, runtime=runtime, nav="holds",
                   items=items, more=more is not None, names=Names(runtime.policy.pack))

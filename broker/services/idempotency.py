@@ -66,11 +66,16 @@ class Replay:
 
 @dataclass(frozen=True, slots=True)
 class IdempotentRequest:
+    """A creating request under an `Idempotency-Key`, as the caller sent it."""
+
     client_id: str
+    org: str
     key: str
     route: str
     digest: bytes
     """SHA-256 of route and body; kept in memory only, stored keyed (`fingerprint`)."""
+    ref: str
+    """Ties an audited act's entry to its stored first answer (`MARK` in the entry)."""
 
     @property
     def aad(self) -> bytes:
@@ -87,20 +92,46 @@ def digest(route: str, body: Any) -> bytes:
     return hashlib.sha256(f"{route}\n{data}".encode()).digest()
 
 
-def begin(client_id: str, key: str | None, route: str, body: Any) -> IdempotentRequest | None:
+def begin(
+    client_id: str, org: str, key: str | None, route: str, body: Any
+) -> IdempotentRequest | None:
     """The idempotency context of a request, or None when it carries no key."""
     if key is None:
         return None
     if not _KEY.match(key):
         raise BadRequest("Idempotency-Key must be 1 to 200 visible ASCII characters.")
-    return IdempotentRequest(client_id, key, route, digest(route, body))
+    return IdempotentRequest(client_id, org, key, route, digest(route, body),
+                             "idr_" + randomness.token_hex(12))
 
 
-def replay(
+def replay(runtime: Runtime, request: IdempotentRequest) -> Replay | None:
+    """The first answer to this key, None if there is none or it expired; 409 if the body
+    differs, if a signal it mentions was erased, or if an audited first answer's entry
+    cannot be found (the log was tampered). An audited answer names its entry's seq."""
+    earlier = _stored(runtime.engine, runtime.keys, request, lifetime(runtime))
+    if earlier is None:
+        return None
+    stored = earlier.body
+    if not (isinstance(stored, dict) and "answer" in stored):
+        return earlier  # stored before answers were kept wrapped
+    if "ref" not in stored:
+        return Replay(earlier.status_code, stored["answer"])
+    try:
+        answer, after, ref = dict(stored["answer"]), int(stored["after"]), str(stored["ref"])
+    except (TypeError, KeyError, ValueError):
+        raise Conflict("This Idempotency-Key was used with another request.") from None
+    seq = marked_seq(runtime.engine, request.org, after, ref)
+    if seq is None:
+        raise Conflict("The audit entry of the first answer to this Idempotency-Key is "
+                       "missing; run `broker audit verify`.")
+    return Replay(earlier.status_code, {**answer, "audit_seq": seq})
+
+
+def _stored(
     engine: Engine, keys: KeyRing, request: IdempotentRequest, lifetime: timedelta
 ) -> Replay | None:
-    """The stored first answer of this key, None if there is none or it is older than
-    `lifetime`; 409 if the body differs or a signal it mentions was erased."""
+    """The stored record of this key as it was sealed, None if there is none or it is
+    older than `lifetime`; 409 if the body differs or a signal it mentions was erased."""
     with engine.connect() as conn:
         row = conn.execute(
             select(RECORD).where(
@@ -132,17 +163,28 @@ def replay(
 
 
 def remember(
-    keys: KeyRing,
+    runtime: Runtime,
     request: IdempotentRequest,
     status_code: int,
     body: Any,
     *,
-    lifetime: timedelta,
     signal_ids: Sequence[str] = (),
 ) -> Callable[[Connection], None]:
     """A write that stores the first answer, and the signals it mentions; run it inside
-    the request's transaction. An expired record of the same key gives way to it."""
-    sealed = seal(keys.active("master"), json.dumps(body).encode(), request.aad)
+    the act's own transaction (its entry's `work`)."""
+    return _store(runtime, request, status_code, {"answer": body}, signal_ids)
+
+
+def _store(
+    runtime: Runtime,
+    request: IdempotentRequest,
+    status_code: int,
+    record: dict[str, Any],
+    signal_ids: Sequence[str],
+) -> Callable[[Connection], None]:
+    """The write of one stored answer; an expired record of the same key gives way to it."""
+    keys, kept_for = runtime.keys, lifetime(runtime)
+    sealed = seal(keys.active("master"), json.dumps(record).encode(), request.aad)
     fingerprint = request.fingerprint(keys)
     mentioned = sorted(set(signal_ids))
 
@@ -150,7 +192,7 @@ def remember(
         stale = conn.execute(
             select(RECORD.c.id).where(
                 RECORD.c.client_id == request.client_id, RECORD.c.key == request.key,
-                RECORD.c.created_at < utcnow() - lifetime,
+                RECORD.c.created_at < utcnow() - kept_for,
             )
         ).first()
         if stale is not None:
@@ -212,51 +254,9 @@ def forget_expired(conn: Connection, lifetime: timedelta, now: datetime) -> int:
     return _delete_records(conn, [(row.client_id, row.key) for row in rows])
 
 
-def lifetime_of(runtime: Runtime) -> timedelta:
+def lifetime(runtime: Runtime) -> timedelta:
+    """How long a stored first answer is replayed."""
     return timedelta(hours=runtime.settings.idempotency_ttl_hours)
-
-
-# --- Audited acts ---
-
-
-@dataclass(frozen=True, slots=True)
-class AuditedRequest:
-    """A creating request under an Idempotency-Key whose act is one audit entry."""
-
-    request: IdempotentRequest
-    org: str
-    ref: str
-
-
-def begin_audited(
-    client_id: str, org: str, key: str | None, route: str, body: Any
-) -> AuditedRequest | None:
-    """The idempotency context of an audited act, or None when it carries no key."""
-    request = begin(client_id, key, route, body)
-    if request is None:
-        return None
-    return AuditedRequest(request, org, "idr_" + randomness.token_hex(12))
-
-
-def replay_audited(
-    engine: Engine, keys: KeyRing, audited: AuditedRequest, lifetime: timedelta
-) -> dict[str, Any] | None:
-    """The first answer to this key with its `audit_seq`, None if there is none (or it
-    expired); 409 if the body differs, if a signal it mentions was erased, or if the first
-    answer's entry cannot be found (the log was tampered)."""
-    earlier = replay(engine, keys, audited.request, lifetime)
-    if earlier is None:
-        return None
-    stored = earlier.body
-    try:
-        answer, after, ref = dict(stored["answer"]), int(stored["after"]), str(stored["ref"])
-    except (TypeError, KeyError, ValueError):
-        raise Conflict("This Idempotency-Key was used with another request.") from None
-    seq = marked_seq(engine, audited.org, after, ref)
-    if seq is None:
-        raise Conflict("The audit entry of the first answer to this Idempotency-Key is "
-                       "missing; run `broker audit verify`.")
-    return {**answer, "audit_seq": seq}
 
 
 def marked_seq(engine: Engine, org: str, after: int, ref: str) -> int | None:
@@ -285,9 +285,9 @@ def _marked(data: bytes, ref: str) -> bool:
         return False
 
 
-def record_audited(
+def record(
     runtime: Runtime,
-    audited: AuditedRequest,
+    request: IdempotentRequest,
     draft: Mapping[str, Any],
     answer: Mapping[str, Any],
     *,
@@ -308,9 +308,8 @@ def record_audited(
     with runtime.engine.connect() as conn:
         after = tree_size(conn)  # the entry's seq can only be higher
     mentioned = [str(item["signal_id"]) for item in draft.get("items") or ()]
-    store = remember(runtime.keys, audited.request, status_code,
-                     {"answer": dict(answer), "after": after, "ref": audited.ref},
-                     lifetime=lifetime_of(runtime), signal_ids=mentioned)
+    store = _store(runtime, request, status_code,
+                   {"answer": dict(answer), "after": after, "ref": request.ref}, mentioned)
 
     def both(conn: Connection) -> None:
         if work is not None:
@@ -320,12 +319,12 @@ def record_audited(
                 conn.execute(table.insert(), list(values))
         store(conn)
 
-    marked = {**draft, "objects": {**(draft.get("objects") or {}), MARK: audited.ref}}
+    marked = {**draft, "objects": {**(draft.get("objects") or {}), MARK: request.ref}}
     try:
         recorded = runtime.audit.record(marked, work=both, subjects=subjects)
     except IntegrityError:
-        earlier = replay_audited(runtime.engine, runtime.keys, audited, lifetime_of(runtime))
+        earlier = replay(runtime, request)
         if earlier is None:
             raise
-        return earlier
+        return dict(earlier.body)
     return {**answer, "audit_seq": recorded.seq}

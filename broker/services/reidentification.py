@@ -135,13 +135,12 @@ def request(
 ) -> dict[str, Any]:
     """Ask to re-identify one field the caller's organisation got pseudonymised. A retry
     under the same `Idempotency-Key` gets the first answer, and no second request exists."""
-    once = idempotency.begin_audited(person.client_id, person.org, key,
-                                     "reidentifications.create", body.model_dump(mode="json"))
+    once = idempotency.begin(person.client_id, person.org, key,
+                             "reidentifications.create", body.model_dump(mode="json"))
     if once is not None:
-        earlier = idempotency.replay_audited(runtime.engine, runtime.keys, once,
-                                              idempotency.lifetime_of(runtime))
+        earlier = idempotency.replay(runtime, once)
         if earlier is not None:
-            return earlier
+            return dict(earlier.body)
     with runtime.engine.connect() as conn:
         given = conn.execute(
             select(disclosure_pseudonym).where(
@@ -182,8 +181,7 @@ def request(
 
     if once is not None:
         answer = {**_shape(values, {"justification": body.justification}), "audit_seq": None}
-        return idempotency.record_audited(runtime, once, entry, answer, status_code=202,
-                                          work=store)
+        return idempotency.record(runtime, once, entry, answer, status_code=202, work=store)
     recorded = runtime.audit.record(entry, work=store)
     stored = _load(runtime, new_id)
     assert stored is not None  # noqa: S101 - written in the transaction just committed

@@ -16,9 +16,10 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Connection, Row, delete, select, update
+from sqlalchemy import Connection, delete, select, update
 
 from broker import cursors
+from broker.audit.drafts import draft
 from broker.auth.actors import Actor
 from broker.clock import as_utc, rfc3339, utcnow
 from broker.core import identifiers, randomness
@@ -30,6 +31,7 @@ from broker.runtime import Runtime
 from broker.schemas import SignalIn
 from broker.sealing import Unreadable, blind_token, seal, unseal
 from broker.services import idempotency
+from broker.services.idempotency import IdempotentRequest, Replay
 
 SIGNAL = Signal.__table__  # type: ignore[attr-defined]
 
@@ -75,15 +77,9 @@ def denied(
     else's. An id not shaped like a signal id names no signal and is not logged: it is
     caller input that could carry anything."""
     if _SIGNAL_ID.fullmatch(signal_id) and not _ever_owned(runtime, org, signal_id):
-        draft = {
-            "action": "refusal",
-            "outcome": "refused",
-            "reason": "unknown_signal",
-            "actor": actor.as_entry(),
-            "request_id": request_id,
-            "objects": {"request": request, "signal_id": signal_id},
-        }
-        runtime.audit.record(draft)
+        runtime.audit.record(draft("refusal", actor, outcome="refused", reason="unknown_signal",
+                                   request_id=request_id,
+                                   objects={"request": request, "signal_id": signal_id}))
     return NotFound("No such signal.")
 
 
@@ -310,42 +306,74 @@ def create_signals(
     bodies: Sequence[SignalIn],
     *,
     request_id: str | None,
-    extra_work: Callable[[list[dict[str, Any]]], Callable[[Connection], None]] | None = None,
+    client_id: str,
+    key: str | None = None,
     batch: bool = True,
+) -> Replay:
+    """Validate, seal, index and store signals with one audit entry; all or nothing.
+
+    Under an `Idempotency-Key` the first answer is stored in the same transaction, and a
+    retry (also one racing the first) gets that answer and stores nothing."""
+    route = "signals.batch" if batch else "signals.create"
+    once = idempotency.begin(client_id, org, key, route,
+                             [b.model_dump(mode="json") for b in bodies])
+    if once is not None:
+        earlier = idempotency.replay(runtime, once)
+        if earlier is not None:
+            return earlier
+    try:
+        answers = _store_signals(runtime, actor, org, bodies, request_id=request_id,
+                                 once=once, batch=batch)
+    except Exception:
+        # A concurrent retry with the same key may have won the race: answer as it did.
+        if once is not None:
+            earlier = idempotency.replay(runtime, once)
+            if earlier is not None:
+                return earlier
+        raise
+    return Replay(201, _wrap(answers, batch))
+
+
+def _wrap(answers: list[dict[str, Any]], batch: bool) -> Any:
+    return {"signals": answers} if batch else answers[0]
+
+
+def _store_signals(
+    runtime: Runtime,
+    actor: Actor,
+    org: str,
+    bodies: Sequence[SignalIn],
+    *,
+    request_id: str | None,
+    once: IdempotentRequest | None,
+    batch: bool,
 ) -> list[dict[str, Any]]:
-    """Validate, seal, index and store signals with one audit entry; all or nothing."""
     live = runtime.policy
     prepared = prepare_all(live.pack, org, bodies, batch=batch)
     stored = [_seal_one(runtime.keys, live.pack, org, actor.label, p) for p in prepared]
     answers = [s.answer for s in stored]
-    after = extra_work(answers) if extra_work else None
+    remember = None if once is None else idempotency.remember(
+        runtime, once, 201, _wrap(answers, batch), signal_ids=[a["id"] for a in answers])
 
     def work(conn: Connection) -> None:
         conn.execute(SIGNAL.insert(), [s.row for s in stored])
         conn.execute(INDEX.insert(), [r for s in stored for r in s.index_rows])
-        if after:
-            after(conn)
+        if remember:
+            remember(conn)
 
-    draft = {
-        "action": "signal_created",
-        "outcome": "granted",
-        "reason": None,
-        "actor": actor.as_entry(),
-        "policy": {"pack": live.pack.name, "hash": live.pack.hash},
-        "request_id": request_id,
-        "items": [
-            {
-                "signal_id": s.row["id"],
-                "category": s.row["category"],
-                "source": org,
-                "legal_basis": s.row["legal_basis"],
-                "subjects": [s.subject_token] if s.subject_token else [],
-            }
-            for s in stored
-        ],
-    }
+    items = [
+        {
+            "signal_id": s.row["id"],
+            "category": s.row["category"],
+            "source": org,
+            "legal_basis": s.row["legal_basis"],
+            "subjects": [s.subject_token] if s.subject_token else [],
+        }
+        for s in stored
+    ]
+    entry = draft("signal_created", actor, pack=live.pack, request_id=request_id, items=items)
     subjects = [s.subject_token for s in stored if s.subject_token]
-    runtime.audit.record(draft, work=work, subjects=subjects)
+    runtime.audit.record(entry, work=work, subjects=subjects)
     return answers
 
 
@@ -431,16 +459,11 @@ def erase_signal(
     with runtime.engine.connect() as conn:
         held = is_held(conn, signal_id)
     if held:
-        runtime.audit.record({
-            "action": "refusal",
-            "outcome": "refused",
-            "reason": "legal_hold",
-            "actor": actor.as_entry(),
-            "request_id": request_id,
-            "items": [{"signal_id": signal_id, "category": row.category, "source": org,
-                       "legal_basis": row.legal_basis}],
-            "objects": {"request": action},
-        })
+        item = {"signal_id": signal_id, "category": row.category, "source": org,
+                "legal_basis": row.legal_basis}
+        runtime.audit.record(draft("refusal", actor, outcome="refused", reason="legal_hold",
+                                   request_id=request_id, items=[item],
+                                   objects={"request": action}))
         raise _under_hold()
 
     def work(conn: Connection) -> None:
@@ -456,82 +479,7 @@ def erase_signal(
         conn.execute(delete(INDEX).where(INDEX.c.signal_id == signal_id))
         idempotency.forget_signals(conn, [signal_id])
 
-    draft = {
-        "action": action,
-        "outcome": "granted",
-        "reason": reason,
-        "actor": actor.as_entry(),
-        "request_id": request_id,
-        "items": [
-            {
-                "signal_id": signal_id,
-                "category": row.category,
-                "source": org,
-                "legal_basis": row.legal_basis,
-            }
-        ],
-    }
-    runtime.audit.record(draft, work=work)
-
-
-@dataclass(frozen=True, slots=True)
-class RetentionRun:
-    erased: int
-    """Signals shredded."""
-    answers_deleted: int
-    """Stored Idempotency-Key answers deleted: expired, or naming a shredded signal."""
-
-
-def due_for_retention(conn: Connection, moment: datetime) -> Sequence[Row[Any]]:
-    """Live signals past their retention date at `moment` and under no legal hold: their
-    id, category, legal basis and source (read from the index of live signals only)."""
-    return conn.execute(
-        select(SIGNAL.c.id, SIGNAL.c.category, SIGNAL.c.legal_basis, SIGNAL.c.source).where(
-            SIGNAL.c.retention_until < moment, SIGNAL.c.erased_at.is_(None),
-            SIGNAL.c.id.not_in(select(legal_hold.c.signal_id)),  # held: passed by
-        )
-    ).all()
-
-
-def run_retention(
-    runtime: Runtime, actor: Actor, *, now: datetime | None = None
-) -> RetentionRun:
-    """Shred every signal past its retention date and delete expired stored answers, with
-    one `retention_run` entry."""
-    moment = now or utcnow()
-    with runtime.engine.connect() as conn:
-        rows = due_for_retention(conn, moment)
-    ids = [row.id for row in rows]
-    lifetime = idempotency.lifetime_of(runtime)
-
-    def work(conn: Connection) -> int:
-        deleted = idempotency.forget_expired(conn, lifetime, moment)
-        if ids:
-            conn.execute(
-                update(SIGNAL)
-                .where(SIGNAL.c.id.in_(ids), SIGNAL.c.erased_at.is_(None))
-                .values(wrapped_key=None, ciphertext=None, erased_at=utcnow())
-            )
-            conn.execute(delete(INDEX).where(INDEX.c.signal_id.in_(ids)))
-            deleted += idempotency.forget_signals(conn, ids)
-        return deleted
-
-    draft = {
-        "action": "retention_run",
-        "outcome": "granted",
-        "reason": "retention_expired",
-        "actor": actor.as_entry(),
-        "request_id": None,
-        "items": [
-            {
-                "signal_id": r.id,
-                "category": r.category,
-                "source": r.source,
-                "legal_basis": r.legal_basis,
-            }
-            for r in rows
-        ],
-        "objects": {"erased": len(ids)},
-    }
-    recorded = runtime.audit.record(draft, work=work)
-    return RetentionRun(len(ids), recorded.result)
+    item = {"signal_id": signal_id, "category": row.category, "source": org,
+            "legal_basis": row.legal_basis}
+    runtime.audit.record(draft(action, actor, reason=reason, request_id=request_id,
+                               items=[item]), work=work)

@@ -129,13 +129,13 @@ def test_retention_shreds_expired_signals(
 
     from broker.auth.actors import system_actor
     from broker.clock import utcnow
-    from broker.services import signals
+    from broker.services import retention
     from tests.api.test_signals import energy_signal
 
     contributor = auth_headers("netbeheerder", ["contributor"])
     created = api.post("/v1/signals", json=energy_signal(), headers=contributor).json()
-    assert signals.run_retention(runtime, system_actor("test")).erased == 0
+    assert retention.run_retention(runtime, system_actor("test")).erased == 0
     later = utcnow() + timedelta(days=400)
-    assert signals.run_retention(runtime, system_actor("test"), now=later).erased == 1
+    assert retention.run_retention(runtime, system_actor("test"), now=later).erased == 1
     assert api.get(f"/v1/signals/{created['id']}", headers=contributor).status_code == 404
     assert _entries(runtime, "retention_run") == 2

@@ -21,7 +21,7 @@ from broker.auth.actors import system_actor
 from broker.clock import utcnow
 from broker.runtime import Runtime
 from broker.services.idempotency import MARK, RECORD, SIGNAL
-from broker.services.signals import run_retention
+from broker.services.retention import run_retention
 from tests.api.disclosure_kit import BAG_ID, BSN, POSTCODE, drugs, energy, entry_at, log_size
 from tests.audit.audit_kit import inserts_refused
 

@@ -15,7 +15,7 @@ from broker.auth.actors import system_actor
 from broker.clock import utcnow
 from broker.db import make_engine
 from broker.runtime import Runtime
-from broker.services import signals
+from broker.services import retention
 from tests.api.disclosure_kit import drugs, energy
 
 Headers = Callable[..., dict[str, str]]
@@ -60,12 +60,12 @@ def test_a_held_signal_survives_retraction_and_retention_until_the_hold_is_lifte
     assert refused.status_code == 409, refused.text
     assert refused.headers["content-type"] == PROBLEM
     later = utcnow() + timedelta(days=4000)
-    assert signals.run_retention(runtime, system_actor("test"), now=later).erased == 0
+    assert retention.run_retention(runtime, system_actor("test"), now=later).erased == 0
     assert api.get(f"/v1/signals/{signal_id}", headers=netbeheerder).status_code == 200
 
     assert api.delete(f"/v1/signals/{signal_id}/hold", headers=officer).status_code == 204
     assert api.get(f"/v1/signals/{signal_id}/hold", headers=officer).status_code == 404
-    assert signals.run_retention(runtime, system_actor("test"), now=later).erased == 1
+    assert retention.run_retention(runtime, system_actor("test"), now=later).erased == 1
     assert api.get(f"/v1/signals/{signal_id}", headers=netbeheerder).status_code == 404
     assert _actions(runtime, start) == [
         ("legal_hold_placed", None),

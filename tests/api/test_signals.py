@@ -15,7 +15,7 @@ from sqlalchemy import func, select, text
 from broker import cursors
 from broker.models import Signal
 from broker.runtime import Runtime
-from broker.services import legal_holds
+from broker.services import retention
 
 Headers = Callable[..., dict[str, str]]
 BSN = "111222333"
@@ -295,7 +295,7 @@ def test_list_pages_with_a_cursor(api: TestClient, netbeheerder: dict[str, str])
     bad = api.get("/v1/signals", params={"cursor": "bm9uc2Vuc2U"}, headers=netbeheerder)
     assert bad.status_code == 422
     # Another list's cursor is not this list's.
-    foreign = cursors.encode(legal_holds.CURSOR_PREFIX, datetime.now(UTC), created[0]["id"])
+    foreign = cursors.encode(retention.CURSOR_PREFIX, datetime.now(UTC), created[0]["id"])
     assert api.get("/v1/signals", params={"cursor": foreign},
                    headers=netbeheerder).status_code == 422
     assert api.get("/v1/signals", params={"limit": 1001}, headers=netbeheerder).status_code == 422

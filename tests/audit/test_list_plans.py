@@ -20,7 +20,7 @@ from broker import cursors
 from broker.audit.reads import EntryFilter, Scope, list_entries
 from broker.disclosure_tables import reidentification
 from broker.officer.activity import activity
-from broker.services import legal_holds, signals
+from broker.services import retention, signals
 from tests.audit.audit_kit import LogEnv, draft, read_plans
 
 GROWING = ("audit_entry", "audit_entry_org", "audit_node", "reidentification", "legal_hold",
@@ -75,12 +75,12 @@ CASES: dict[str, Case] = {
             cursor=cursors.encode(signals.CURSOR_PREFIX, datetime(2026, 11, 1, tzinfo=UTC),
                                   "sig_x"))),
     "the signals due for retention": lambda log: lambda: _due(log),
-    "an organisation's legal holds": lambda log: lambda: legal_holds.listed(
+    "an organisation's legal holds": lambda log: lambda: retention.listed(
         SimpleNamespace(engine=log.engine), "politie", limit=10),  # type: ignore[arg-type]
-    "legal holds of one case, next page": lambda log: lambda: legal_holds.listed(
+    "legal holds of one case, next page": lambda log: lambda: retention.listed(
         SimpleNamespace(engine=log.engine), "politie",  # type: ignore[arg-type]
         case_reference="RB-1", limit=10,
-        cursor=cursors.encode(legal_holds.CURSOR_PREFIX, datetime(2026, 11, 1, tzinfo=UTC),
+        cursor=cursors.encode(retention.CURSOR_PREFIX, datetime(2026, 11, 1, tzinfo=UTC),
                               "sig_x")),
 }
 BOUNDED: dict[str, tuple[Case, str]] = {
@@ -92,7 +92,7 @@ BOUNDED: dict[str, tuple[Case, str]] = {
 
 def _due(log: LogEnv) -> Any:
     with log.engine.connect() as conn:
-        return signals.due_for_retention(conn, datetime(2026, 11, 29, tzinfo=UTC))
+        return retention.due_for_retention(conn, datetime(2026, 11, 29, tzinfo=UTC))
 
 
 KEYED: dict[str, tuple[Case, str]] = {

@@ -13,7 +13,7 @@ from broker.auth.actors import actor_of
 from broker.auth.deps import Caller, require_acting
 from broker.runtime import Runtime
 from broker.schemas.disclosures import CaseReference, LegalHoldIn, LegalHoldOut, LegalHoldPage
-from broker.services import legal_holds
+from broker.services import retention
 
 router = APIRouter(route_class=StrictJSONRoute, prefix="/v1/signals", tags=["legal holds"])
 list_router = APIRouter(route_class=StrictJSONRoute, prefix="/v1/legal-holds",
@@ -22,8 +22,8 @@ Officer = Annotated[Caller, Depends(require_acting("privacy_officer"))]
 SignalId = Annotated[str, Path(max_length=64)]
 
 
-def _officer(runtime: Runtime, caller: Caller, request_id: str | None) -> legal_holds.Officer:
-    return legal_holds.Officer(actor_of(runtime.keys, caller), caller.client_id, caller.org,
+def _officer(runtime: Runtime, caller: Caller, request_id: str | None) -> retention.Officer:
+    return retention.Officer(actor_of(runtime.keys, caller), caller.client_id, caller.org,
                                request_id)
 
 
@@ -34,7 +34,7 @@ def place_hold(signal_id: SignalId, body: LegalHoldIn, runtime: RuntimeDep, call
     cannot be retracted (409) and the retention run passes it by. 409 if it is held
     already; 404 for any id that is not one of your organisation's live signals."""
     officer = _officer(runtime, caller, request_id)
-    return legal_holds.place(runtime, officer, signal_id, body.case_reference).as_answer()
+    return retention.place(runtime, officer, signal_id, body.case_reference).as_answer()
 
 
 @router.get("/{signal_id}/hold", response_model=LegalHoldOut)
@@ -42,7 +42,7 @@ def read_hold(signal_id: SignalId, runtime: RuntimeDep, caller: Officer,
               request_id: RequestIdDep) -> dict[str, Any]:
     """The hold on one of your organisation's signals; 404 if it is not held."""
     officer = _officer(runtime, caller, request_id)
-    return legal_holds.current(runtime, officer, signal_id).as_answer()
+    return retention.current(runtime, officer, signal_id).as_answer()
 
 
 @router.delete("/{signal_id}/hold", status_code=204)
@@ -50,7 +50,7 @@ def lift_hold(signal_id: SignalId, runtime: RuntimeDep, caller: Officer,
               request_id: RequestIdDep) -> Response:
     """Lift the hold: the signal follows the ordinary rules again (a signal past its
     retention date goes at the next retention run)."""
-    legal_holds.lift(runtime, _officer(runtime, caller, request_id), signal_id)
+    retention.lift(runtime, _officer(runtime, caller, request_id), signal_id)
     return Response(status_code=204)
 
 
@@ -64,6 +64,6 @@ def list_holds(
 ) -> dict[str, Any]:
     """Your organisation's holds, newest first (`case_reference`: those of one case), with
     each signal's category; `next_cursor` continues the list."""
-    items, next_cursor = legal_holds.listed(runtime, caller.org, case_reference=case_reference,
+    items, next_cursor = retention.listed(runtime, caller.org, case_reference=case_reference,
                                             limit=limit, cursor=cursor)
     return {"items": items, "next_cursor": next_cursor}

@@ -20,7 +20,7 @@ from broker.schemas import (
     SignalOut,
     SignalPage,
 )
-from broker.services import idempotency, signals
+from broker.services import signals
 
 router = APIRouter(route_class=StrictJSONRoute, prefix="/v1/signals", tags=["signals"])
 Contributor = Annotated[Caller, Depends(require_acting("contributor"))]
@@ -29,50 +29,13 @@ SignalId = Annotated[str, Path(max_length=64)]
 
 
 def _create(
-    runtime: Runtime,
-    caller: Caller,
-    bodies: list[SignalIn],
-    *,
-    key: str | None,
-    route: str,
-    wrap: Any,
-    request_id: str | None,
-    batch: bool,
+    runtime: Runtime, caller: Caller, bodies: list[SignalIn], *, key: str | None,
+    request_id: str | None, batch: bool,
 ) -> JSONResponse:
-    request = idempotency.begin(
-        caller.client_id, key, route, [b.model_dump(mode="json") for b in bodies]
-    )
-    lifetime = idempotency.lifetime_of(runtime)
-    if request:
-        earlier = idempotency.replay(runtime.engine, runtime.keys, request, lifetime)
-        if earlier:
-            return JSONResponse(earlier.body, status_code=earlier.status_code)
-    actor = actor_of(runtime.keys, caller)
-
-    def remember(answers: list[dict[str, Any]]) -> Any:
-        if not request:
-            return None
-        return idempotency.remember(runtime.keys, request, 201, wrap(answers),
-                                    lifetime=lifetime, signal_ids=[a["id"] for a in answers])
-
-    try:
-        answers = signals.create_signals(
-            runtime,
-            actor,
-            caller.org,
-            bodies,
-            request_id=request_id,
-            extra_work=remember if request else None,
-            batch=batch,
-        )
-    except Exception:
-        # A concurrent retry with the same key may have won the race: answer as it did.
-        if request:
-            earlier = idempotency.replay(runtime.engine, runtime.keys, request, lifetime)
-            if earlier:
-                return JSONResponse(earlier.body, status_code=earlier.status_code)
-        raise
-    return JSONResponse(wrap(answers), status_code=201)
+    answer = signals.create_signals(
+        runtime, actor_of(runtime.keys, caller), caller.org, bodies, request_id=request_id,
+        client_id=caller.client_id, key=key, batch=batch)
+    return JSONResponse(answer.body, status_code=answer.status_code)
 
 
 @router.post("", status_code=201, response_model=SignalOut)
@@ -84,16 +47,8 @@ def create_signal(
     idempotency_key: IdempotencyKey = None,
 ) -> JSONResponse:
     """Submit one signal; 422 (nothing stored) when it does not fit its category."""
-    return _create(
-        runtime,
-        caller,
-        [body],
-        key=idempotency_key,
-        route="signals.create",
-        wrap=lambda answers: answers[0],
-        request_id=request_id,
-        batch=False,
-    )
+    return _create(runtime, caller, [body], key=idempotency_key, request_id=request_id,
+                   batch=False)
 
 
 @router.post("/batch", status_code=201, response_model=SignalBatchOut)
@@ -105,16 +60,8 @@ def create_batch(
     idempotency_key: IdempotencyKey = None,
 ) -> JSONResponse:
     """Submit up to 1000 signals, all or nothing; a 422 names each failing index."""
-    return _create(
-        runtime,
-        caller,
-        body.signals,
-        key=idempotency_key,
-        route="signals.batch",
-        wrap=lambda answers: {"signals": answers},
-        request_id=request_id,
-        batch=True,
-    )
+    return _create(runtime, caller, body.signals, key=idempotency_key, request_id=request_id,
+                   batch=True)
 
 
 @router.get("", response_model=SignalPage)

@@ -1,4 +1,6 @@
-"""Legal holds: a privacy officer keeps one of the organisation's signals from erasure.
+"""Retention: legal holds, and the retention run that shreds signals past their date.
+
+A privacy officer keeps one of the organisation's signals from erasure with a legal hold.
 
 While a court case or an investigation needs a signal, its organisation's privacy
 officer places a hold naming the case. A held signal cannot be retracted (409, audited
@@ -8,23 +10,30 @@ and lifting are audited (`legal_hold_placed`, `legal_hold_lifted`). A hold conce
 officer's own organisation's live signals only: any other id is the same audited 404 as
 on the signal routes. An officer lists the organisation's holds (`listed`), newest
 first, optionally for one case.
+
+The retention run (`broker retention run`) shreds every live signal past its retention
+date that no hold keeps, and deletes expired stored `Idempotency-Key` answers, as one
+`retention_run` entry.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Connection, delete, select
+from sqlalchemy import Connection, Row, delete, select, update
 
 from broker import cursors
+from broker.audit.drafts import draft
 from broker.auth.actors import Actor
 from broker.clock import as_utc, rfc3339, utcnow
 from broker.errors import Conflict, NotFound
 from broker.models import Signal, legal_hold
 from broker.runtime import Runtime
-from broker.services.signals import denied, is_held
+from broker.services import idempotency
+from broker.services.signals import INDEX, denied, is_held
 
 SIGNAL = Signal.__table__  # type: ignore[attr-defined]
 CURSOR_PREFIX = "h1|"
@@ -67,15 +76,10 @@ def _own_signal(runtime: Runtime, officer: Officer, signal_id: str, request: str
 
 
 def _draft(action: str, officer: Officer, row: Any, case_reference: str) -> dict[str, Any]:
-    return {
-        "action": action,
-        "outcome": "granted",
-        "actor": officer.actor.as_entry(),
-        "case_reference": case_reference,
-        "request_id": officer.request_id,
-        "items": [{"signal_id": row.id, "category": row.category, "source": row.source,
-                   "legal_basis": row.legal_basis}],
-    }
+    item = {"signal_id": row.id, "category": row.category, "source": row.source,
+            "legal_basis": row.legal_basis}
+    return draft(action, officer.actor, case_reference=case_reference,
+                 request_id=officer.request_id, items=[item])
 
 
 def place(runtime: Runtime, officer: Officer, signal_id: str, case_reference: str) -> Hold:
@@ -147,3 +151,55 @@ def listed(
         for r in page
     ]
     return items, next_cursor
+
+
+# --- The retention run ---------------------------------------------------------------------
+
+@dataclass(frozen=True, slots=True)
+class RetentionRun:
+    erased: int
+    """Signals shredded."""
+    answers_deleted: int
+    """Stored Idempotency-Key answers deleted: expired, or naming a shredded signal."""
+
+
+def due_for_retention(conn: Connection, moment: datetime) -> Sequence[Row[Any]]:
+    """Live signals past their retention date at `moment` and under no legal hold: their
+    id, category, legal basis and source (read from the index of live signals only)."""
+    return conn.execute(
+        select(SIGNAL.c.id, SIGNAL.c.category, SIGNAL.c.legal_basis, SIGNAL.c.source).where(
+            SIGNAL.c.retention_until < moment, SIGNAL.c.erased_at.is_(None),
+            SIGNAL.c.id.not_in(select(legal_hold.c.signal_id)),  # held: passed by
+        )
+    ).all()
+
+
+def run_retention(
+    runtime: Runtime, actor: Actor, *, now: datetime | None = None
+) -> RetentionRun:
+    """Shred every signal past its retention date and delete expired stored answers, with
+    one `retention_run` entry."""
+    moment = now or utcnow()
+    with runtime.engine.connect() as conn:
+        rows = due_for_retention(conn, moment)
+    ids = [row.id for row in rows]
+    lifetime = idempotency.lifetime(runtime)
+
+    def work(conn: Connection) -> int:
+        deleted = idempotency.forget_expired(conn, lifetime, moment)
+        if ids:
+            conn.execute(
+                update(SIGNAL)
+                .where(SIGNAL.c.id.in_(ids), SIGNAL.c.erased_at.is_(None))
+                .values(wrapped_key=None, ciphertext=None, erased_at=utcnow())
+            )
+            conn.execute(delete(INDEX).where(INDEX.c.signal_id.in_(ids)))
+            deleted += idempotency.forget_signals(conn, ids)
+        return deleted
+
+    items = [{"signal_id": r.id, "category": r.category, "source": r.source,
+              "legal_basis": r.legal_basis} for r in rows]
+    entry = draft("retention_run", actor, reason="retention_expired", items=items,
+                  objects={"erased": len(ids)})
+    recorded = runtime.audit.record(entry, work=work)
+    return RetentionRun(len(ids), recorded.result)
