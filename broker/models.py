@@ -1,118 +1,122 @@
-"""Tables of the broker (SQLModel). Schema changes go through alembic only.
+"""The broker's tables (SQLAlchemy Core, on the shared `SQLModel.metadata`), all but the
+audit log's (`broker.audit.tables`). Schema changes go through alembic only; a test holds
+the migrated schema to these definitions on both databases.
 
-Signals hold no clear personal data: the payload is AES-256-GCM ciphertext
-under a per-signal data key, and identifiers are findable only through
-keyed blind-index tokens. Audit tables are defined in `broker.audit.tables`.
+Signals hold no clear personal data: the payload is AES-256-GCM ciphertext under a
+per-signal data key, and identifiers are findable only through keyed blind-index tokens.
+The disclosure and re-identification tables hold only what a later re-identification
+needs, never a value:
+
+- `disclosure_pseudonym`: one row per pseudonymised field a disclosure released (which
+  recipient got which `ref` and field path, standing for which signal, under which rule).
+  Disclosures without a pseudonymised field write no row here.
+- `reidentification`: a recipient's request to see the clear value behind one of those
+  pseudonyms, the privacy officer's decision and the one-time reveal. The free-text
+  justification and decision reason are sealed (they may hold personal data), never in the
+  audit log.
 """
 
 from __future__ import annotations
 
-from datetime import datetime
-
 from sqlalchemy import (
     Column,
     DateTime,
+    ForeignKey,
     Index,
+    Integer,
     LargeBinary,
     String,
     Table,
+    Text,
     UniqueConstraint,
     text,
 )
-from sqlmodel import Field, SQLModel
+from sqlmodel import SQLModel
 
 TZ = DateTime(timezone=True)
+METADATA = SQLModel.metadata
 
+client = Table(
+    "client",
+    METADATA,
+    Column("id", String(40), primary_key=True),
+    Column("org", String(64), nullable=False, index=True),
+    Column("name", String(200), nullable=False),
+    Column("kind", String(16), nullable=False),  # system | personal
+    Column("roles", String(200), nullable=False),  # comma-separated, sorted
+    Column("secret_hash", String(400), nullable=True),
+    Column("public_jwk", Text, nullable=True),  # JSON text of the client's public key
+    Column("created_at", TZ, nullable=False),
+    Column("revoked_at", TZ, nullable=True),
+)
+"""A credential of one organisation, with roles."""
 
-class Client(SQLModel, table=True):
-    """A credential of one organisation, with roles."""
-
-    __tablename__ = "client"
-
-    id: str = Field(primary_key=True, max_length=40)
-    org: str = Field(max_length=64, index=True)
-    name: str = Field(max_length=200)
-    kind: str = Field(max_length=16)  # system | personal
-    roles: str = Field(max_length=200)  # comma-separated, sorted
-    secret_hash: str | None = Field(default=None, max_length=400)
-    public_jwk: str | None = Field(default=None)  # JSON text of the client's public key
-    created_at: datetime = Field(sa_type=TZ)
-    revoked_at: datetime | None = Field(default=None, sa_type=TZ)
-
-
-class AssertionJti(SQLModel, table=True):
-    """Client-assertion ids already used (RFC 7523 section 3: single use)."""
-
-    __tablename__ = "assertion_jti"
-
-    client_id: str = Field(primary_key=True, max_length=40)
-    jti: str = Field(primary_key=True, max_length=200)
-    expires_at: datetime = Field(index=True, sa_type=TZ)
-
+assertion_jti = Table(
+    "assertion_jti",
+    METADATA,
+    Column("client_id", String(40), primary_key=True),
+    Column("jti", String(200), primary_key=True),
+    Column("expires_at", TZ, nullable=False, index=True),
+)
+"""Client-assertion ids already used (RFC 7523 section 3: single use)."""
 
 _LIVE = text("erased_at IS NULL")
 """Partial indexes of live signals: shredded rows (`erased_at` set) stay out of them."""
 
+signal = Table(
+    "signal",
+    METADATA,
+    Column("id", String(40), primary_key=True),
+    Column("source", String(64), nullable=False),
+    Column("category", String(64), nullable=False),
+    Column("legal_basis", String(64), nullable=False),
+    Column("subject_type", String(16), nullable=False),
+    Column("observed_at", TZ, nullable=False),
+    Column("received_at", TZ, nullable=False),
+    Column("retention_until", TZ, nullable=False),
+    Column("key_version", Integer, nullable=False),
+    Column("wrapped_key", LargeBinary, nullable=True),
+    Column("ciphertext", LargeBinary, nullable=True),
+    Column("erased_at", TZ, nullable=True),
+    Column("created_by", String(40), nullable=False),
+    # The organisation's live signals newest first, without its erased (shredded) rows
+    # and without a sort (0006; it replaces `ix_signal_source_received`).
+    Index("ix_signal_live_source_received", "source", "received_at", "id",
+          sqlite_where=_LIVE, postgresql_where=_LIVE),
+    # The same of one category, for the list filtered by it (0007).
+    Index("ix_signal_live_source_category_received", "source", "category", "received_at",
+          "id", sqlite_where=_LIVE, postgresql_where=_LIVE),
+    # Live signals by retention date: the retention run passes shredded ones by (0007;
+    # it replaces `ix_signal_retention_until`).
+    Index("ix_signal_live_retention", "retention_until", sqlite_where=_LIVE,
+          postgresql_where=_LIVE),
+)
+"""One fact about one subject; the payload is sealed, the envelope is clear."""
 
-class Signal(SQLModel, table=True):
-    """One fact about one subject; the payload is sealed, the envelope is clear."""
+signal_index = Table(
+    "signal_index",
+    METADATA,
+    Column("token", LargeBinary, primary_key=True),
+    Column("signal_id", String(40), ForeignKey("signal.id"), primary_key=True, index=True),
+)
+"""Blind-index tokens (keyed HMAC of normalised identifiers) pointing at signals."""
 
-    __tablename__ = "signal"
-    __table_args__ = (
-        # The organisation's live signals newest first, without its erased (shredded) rows
-        # and without a sort (0006; it replaces `ix_signal_source_received`).
-        Index("ix_signal_live_source_received", "source", "received_at", "id",
-              sqlite_where=_LIVE, postgresql_where=_LIVE),
-        # The same of one category, for the list filtered by it (0007).
-        Index("ix_signal_live_source_category_received", "source", "category", "received_at",
-              "id", sqlite_where=_LIVE, postgresql_where=_LIVE),
-        # Live signals by retention date: the retention run passes shredded ones by (0007;
-        # it replaces `ix_signal_retention_until`).
-        Index("ix_signal_live_retention", "retention_until", sqlite_where=_LIVE,
-              postgresql_where=_LIVE),
-    )
-
-    id: str = Field(primary_key=True, max_length=40)
-    source: str = Field(max_length=64)
-    category: str = Field(max_length=64)
-    legal_basis: str = Field(max_length=64)
-    subject_type: str = Field(max_length=16)
-    observed_at: datetime = Field(sa_type=TZ)
-    received_at: datetime = Field(sa_type=TZ)
-    retention_until: datetime = Field(sa_type=TZ)
-    key_version: int
-    wrapped_key: bytes | None = Field(default=None, sa_column=Column(LargeBinary, nullable=True))
-    ciphertext: bytes | None = Field(default=None, sa_column=Column(LargeBinary, nullable=True))
-    erased_at: datetime | None = Field(default=None, sa_type=TZ)
-    created_by: str = Field(max_length=40)
-
-
-class SignalIndex(SQLModel, table=True):
-    """Blind-index tokens (keyed HMAC of normalised identifiers) pointing at signals."""
-
-    __tablename__ = "signal_index"
-
-    token: bytes = Field(sa_column=Column(LargeBinary, primary_key=True))
-    signal_id: str = Field(primary_key=True, foreign_key="signal.id", max_length=40, index=True)
-
-
-class IdempotencyRecord(SQLModel, table=True):
-    """The first answer to a POST with an `Idempotency-Key`, sealed like a payload."""
-
-    __tablename__ = "idempotency_record"
-    __table_args__ = (UniqueConstraint("client_id", "key"),)
-
-    id: int | None = Field(default=None, primary_key=True)
-    client_id: str = Field(max_length=40)
-    key: str = Field(max_length=200)
-    route: str = Field(max_length=100)
-    request_hash: str = Field(max_length=64)
-    status_code: int
-    key_version: int
-    wrapped_key: bytes = Field(sa_column=Column(LargeBinary, nullable=False))
-    ciphertext: bytes = Field(sa_column=Column(LargeBinary, nullable=False))
-    created_at: datetime = Field(index=True, sa_type=TZ)
-
+idempotency_record = Table(
+    "idempotency_record",
+    METADATA,
+    Column("id", Integer, primary_key=True),
+    Column("client_id", String(40), nullable=False),
+    Column("key", String(200), nullable=False),
+    Column("route", String(100), nullable=False),
+    Column("request_hash", String(64), nullable=False),
+    Column("status_code", Integer, nullable=False),
+    Column("key_version", Integer, nullable=False),
+    Column("wrapped_key", LargeBinary, nullable=False),
+    Column("ciphertext", LargeBinary, nullable=False),
+    Column("created_at", TZ, nullable=False, index=True),
+    UniqueConstraint("client_id", "key"),
+)
+"""The first answer to a POST with an `Idempotency-Key`, sealed like a payload."""
 
 idempotency_signal = Table(
     "idempotency_signal",
@@ -137,25 +141,64 @@ legal_hold = Table(
 )
 """Signals kept from erasure while a case needs them (0005), by their organisation."""
 
+policy_version = Table(
+    "policy_version",
+    METADATA,
+    Column("hash", String(80), primary_key=True),
+    Column("pack", String(200), nullable=False),
+    Column("version", String(100), nullable=False),
+    Column("canonical", Text, nullable=False),
+    Column("first_loaded_at", TZ, nullable=False),
+)
+"""Every pack ever loaded, by content hash, so a rule can be read years later."""
 
-class PolicyVersion(SQLModel, table=True):
-    """Every pack ever loaded, by content hash, so a rule can be read years later."""
+policy_load = Table(
+    "policy_load",
+    METADATA,
+    Column("id", Integer, primary_key=True),
+    Column("hash", String(80), ForeignKey("policy_version.hash"), nullable=False),
+    Column("loaded_at", TZ, nullable=False, index=True),
+    Column("loaded_by", String(100), nullable=False),
+)
+"""One event of a pack becoming live."""
 
-    __tablename__ = "policy_version"
+disclosure_pseudonym = Table(
+    "disclosure_pseudonym",
+    METADATA,
+    Column("disclosure_id", String(40), primary_key=True),
+    Column("ref", String(40), primary_key=True),
+    Column("path", String(200), primary_key=True),
+    Column("org", String(64), nullable=False),
+    Column("purpose", String(64), nullable=False),
+    Column("signal_id", String(40), nullable=False),
+    Column("rule", String(64), nullable=False),
+    Column("created_at", TZ, nullable=False),
+)
 
-    hash: str = Field(primary_key=True, max_length=80)
-    pack: str = Field(max_length=200)
-    version: str = Field(max_length=100)
-    canonical: str
-    first_loaded_at: datetime = Field(sa_type=TZ)
-
-
-class PolicyLoad(SQLModel, table=True):
-    """One event of a pack becoming live."""
-
-    __tablename__ = "policy_load"
-
-    id: int | None = Field(default=None, primary_key=True)
-    hash: str = Field(foreign_key="policy_version.hash", max_length=80)
-    loaded_at: datetime = Field(index=True, sa_type=TZ)
-    loaded_by: str = Field(max_length=100)
+reidentification = Table(
+    "reidentification",
+    METADATA,
+    Column("id", String(40), primary_key=True),
+    Column("disclosure_id", String(40), nullable=False),
+    Column("ref", String(40), nullable=False),
+    Column("path", String(200), nullable=False),
+    Column("signal_id", String(40), nullable=False),
+    Column("rule", String(64), nullable=False),
+    Column("purpose", String(64), nullable=False),
+    Column("org", String(64), nullable=False),
+    Column("client_id", String(40), nullable=False),
+    Column("person_tag", String(64), nullable=True),
+    Column("status", String(16), nullable=False),
+    # Justification and decision reason, sealed together under the record's own data key.
+    Column("key_version", Integer, nullable=False),
+    Column("wrapped_key", LargeBinary, nullable=True),
+    Column("ciphertext", LargeBinary, nullable=True),
+    Column("decided_by_client", String(40), nullable=True),
+    Column("decided_by_org", String(64), nullable=True),
+    Column("decided_at", TZ, nullable=True),
+    Column("revealed_at", TZ, nullable=True),
+    Column("created_at", TZ, nullable=False),
+    Index("ix_reidentification_org_created", "org", "created_at"),
+    Index("ix_reidentification_created", "created_at", "id"),
+    Index("ix_reidentification_status_created", "status", "created_at", "id"),
+)

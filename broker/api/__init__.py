@@ -11,6 +11,7 @@ def routers() -> list[APIRouter]:
     Requests are matched against the routes in this order too, so the busiest come first.
     """
     from broker import officer
+    from broker.api import metrics
     from broker.api.routes import (
         admin,
         audit,
@@ -39,4 +40,5 @@ def routers() -> list[APIRouter]:
         admin.router,
         maintenance.router,
         officer.router,
+        metrics.router,
     ]

@@ -164,8 +164,8 @@ class AccessObserver:
 
 
 def install(app: FastAPI) -> Observations:
-    """Observe every request of `app`, and serve `/metrics` unless `routers()` already
-    does (once; later calls return the same counters).
+    """Observe every request of `app` (once; later calls return the same counters); the
+    counters are served by `broker.api.metrics`, one of `routers()`.
 
     Call it after the app's other middleware is added, so the observer is outermost and
     also sees the answers those give (413, 431).
@@ -173,13 +173,7 @@ def install(app: FastAPI) -> Observations:
     existing: Observations | None = getattr(app.state, "observations", None)
     if existing is not None:
         return existing
-    from broker.api import metrics
-
     observations = Observations()
     app.state.observations = observations
-    # (FastAPI lists an included router as one entry holding it: compare the routers.)
-    if not any(getattr(route, "original_router", route) is metrics.router
-               for route in app.routes):
-        app.include_router(metrics.router)
     app.add_middleware(AccessObserver, observations=observations)
     return observations

@@ -22,11 +22,13 @@ from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any, Final
 
 from cryptography.hazmat.primitives.asymmetric import ec
-from sqlalchemy import Connection, Dialect, Engine, Table, bindparam, delete, insert, select, update
+from pydantic import BaseModel
+from sqlalchemy import Connection, Dialect, Engine, bindparam, delete, insert, select, update
 from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 
+from broker.audit.drafts import draft
 from broker.auth import secrets, tokens
-from broker.auth.actors import Actor, system_actor
+from broker.auth.actors import Actor
 from broker.clock import rfc3339, utcnow
 from broker.db import read_rows, write_transaction
 from broker.errors import (
@@ -36,7 +38,8 @@ from broker.errors import (
     ServiceUnavailable,
     ValidationFailed,
 )
-from broker.models import AssertionJti, Client
+from broker.models import assertion_jti as JTIS
+from broker.models import client as CLIENTS
 
 if TYPE_CHECKING:
     from broker.runtime import Runtime
@@ -57,8 +60,20 @@ _ORG = re.compile(ORG_PATTERN)
 _B64URL = re.compile(r"^[A-Za-z0-9_-]{43}$")
 _JWK_KEYS: Final = frozenset({"kty", "crv", "x", "y", "kid", "use", "alg", "key_ops"})
 _PRUNE_EVERY_SECONDS: Final = 60.0
-CLIENTS: Final[Table] = Client.__table__  # type: ignore[attr-defined]
-JTIS: Final[Table] = AssertionJti.__table__  # type: ignore[attr-defined]
+
+
+class Client(BaseModel):
+    """A credential of one organisation, with roles: a row of `client`."""
+
+    id: str
+    org: str
+    name: str
+    kind: str  # system | personal
+    roles: str  # comma-separated, sorted
+    secret_hash: str | None = None
+    public_jwk: str | None = None  # JSON text of the client's public key
+    created_at: datetime
+    revoked_at: datetime | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -210,16 +225,8 @@ def _draft(
     action: str, actor: Actor | None, request_id: str | None, runtime: Runtime,
     objects: dict[str, Any],
 ) -> dict[str, Any]:
-    pack = runtime.policy.pack
-    return {
-        "action": action,
-        "outcome": "granted",
-        "reason": None,
-        "actor": (actor or system_actor("cli")).as_entry(),
-        "policy": {"pack": pack.name, "hash": pack.hash},
-        "request_id": request_id,
-        "objects": objects,
-    }
+    return draft(action, actor, pack=runtime.policy.pack, request_id=request_id,
+                 objects=objects)
 
 
 # --- reading ---------------------------------------------------------------------------------

@@ -10,7 +10,7 @@ from typing import Any
 
 from broker.auth import clients
 from broker.auth.actors import system_actor
-from broker.models import Client
+from broker.auth.clients import Client
 from broker.runtime import open_runtime
 from broker.settings import get_settings
 

@@ -14,7 +14,7 @@ from sqlalchemy import func, select
 from broker import demo
 from broker.auth.actors import system_actor
 from broker.auth.clients import create_client
-from broker.models import Signal
+from broker.models import signal
 from broker.runtime import Runtime, open_runtime
 from broker.schemas import SignalIn
 from broker.services import signals
@@ -91,7 +91,7 @@ def run_seed(args: argparse.Namespace) -> int:
     runtime = open_runtime(get_settings())
     try:
         with runtime.engine.connect() as conn:
-            existing = conn.execute(select(func.count()).select_from(Signal)).scalar_one()
+            existing = conn.execute(select(func.count()).select_from(signal)).scalar_one()
         clients: list[dict[str, Any]] = []
         if args.clients_file.exists():
             clients = json.loads(args.clients_file.read_text())

@@ -23,7 +23,7 @@ from broker.errors import FieldProblem, ValidationFailed
 from broker.keys import KeyRing
 from broker.schemas.disclosures import AddressQuery, AreaQuery, DisclosureQuery, SubjectQuery
 from broker.sealing import Unreadable, blind_token, unseal
-from broker.services.signals import address_key
+from broker.services.intake import address_key
 
 MAX_CANDIDATES: Final = 5000
 """Signals one request considers at most (an area query over a busy postcode)."""

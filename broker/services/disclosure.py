@@ -33,8 +33,8 @@ from broker.clock import utcnow
 from broker.core import randomness
 from broker.core.policy.evaluate import COVENANT_TIMEZONE, CompiledRule
 from broker.core.transforms import Pseudonymiser, flatten_signal, pseudonymiser_for, release
-from broker.disclosure_tables import disclosure_pseudonym
 from broker.keys import KeyRing
+from broker.models import disclosure_pseudonym
 from broker.runtime import LivePolicy, Runtime
 from broker.schemas.disclosures import AreaSummaryIn, DisclosureIn, HitIn, PurposeBound
 from broker.services import idempotency

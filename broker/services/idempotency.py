@@ -43,12 +43,12 @@ from broker.core.entry import parse_json
 from broker.db import pairs_in
 from broker.errors import BadRequest, Conflict
 from broker.keys import KeyRing
-from broker.models import IdempotencyRecord, Signal, idempotency_signal
+from broker.models import idempotency_record as RECORD
+from broker.models import idempotency_signal
+from broker.models import signal as SIGNAL
 from broker.runtime import Runtime
 from broker.sealing import Unreadable, seal, unseal
 
-RECORD = IdempotencyRecord.__table__  # type: ignore[attr-defined]
-SIGNAL = Signal.__table__  # type: ignore[attr-defined]
 _KEY = re.compile(r"^[\x21-\x7e]{1,200}$")
 MARK: Final = "idempotency_ref"
 """The key, in an audit entry's `objects`, of the ref that ties it to its first answer."""

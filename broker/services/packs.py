@@ -13,6 +13,7 @@ from pathlib import Path
 
 from sqlalchemy import Connection, select
 
+from broker.audit.drafts import draft
 from broker.audit.store import AuditLog
 from broker.auth.actors import Actor, system_actor
 from broker.clock import utcnow
@@ -20,12 +21,11 @@ from broker.core.policy.evaluate import CompiledPolicy
 from broker.core.policy.load import Pack, load_pack, load_pack_from_text
 from broker.errors import PackInvalid
 from broker.follower import Follower
-from broker.models import PolicyLoad, PolicyVersion
+from broker.models import policy_load as LOADS
+from broker.models import policy_version as VERSIONS
 from broker.runtime import LivePolicy, Runtime
 
 _log = logging.getLogger("broker.core.policy")
-VERSIONS = PolicyVersion.__table__  # type: ignore[attr-defined]
-LOADS = PolicyLoad.__table__  # type: ignore[attr-defined]
 
 
 def last_loaded_hash(conn: Connection) -> str | None:
@@ -53,16 +53,9 @@ def record_load(
     audit: AuditLog, pack: Pack, *, actor: Actor, request_id: str | None, previous: str | None
 ) -> int:
     """Store the pack's version and load event with its audit entry; return the entry's seq."""
-    draft = {
-        "action": "policy_loaded",
-        "outcome": "granted",
-        "reason": None,
-        "actor": actor.as_entry(),
-        "policy": {"pack": pack.name, "hash": pack.hash},
-        "request_id": request_id,
-        "objects": {"previous_hash": previous, "version": pack.version},
-    }
-    return audit.record(draft, work=lambda conn: _store(conn, pack, actor.label)).seq
+    entry = draft("policy_loaded", actor, pack=pack, request_id=request_id,
+                  objects={"previous_hash": previous, "version": pack.version})
+    return audit.record(entry, work=lambda conn: _store(conn, pack, actor.label)).seq
 
 
 def live(pack: Pack) -> LivePolicy:
@@ -87,16 +80,10 @@ def record_refused_reload(
     The entry names the pack that stays live and how many problems the new one has, never
     the problems themselves: their messages may quote the pack's text."""
     live_pack = runtime.policy.pack
-    draft = {
-        "action": "refusal",
-        "outcome": "refused",
-        "reason": error.code,
-        "actor": actor.as_entry(),
-        "policy": {"pack": live_pack.name, "hash": live_pack.hash},
-        "request_id": request_id,
-        "objects": {"request": "policy_reload", "problems": len(error.errors)},
-    }
-    seq = runtime.audit.record(draft).seq
+    entry = draft("refusal", actor, outcome="refused", reason=error.code, pack=live_pack,
+                  request_id=request_id,
+                  objects={"request": "policy_reload", "problems": len(error.errors)})
+    seq = runtime.audit.record(entry).seq
     _log.warning("policy reload refused: the live pack stays", extra={
         "event": "policy_reload_refused", "reason": error.code, "count": len(error.errors),
         "hash": live_pack.hash, "seq": seq, "request_id": request_id,

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from datetime import date
 from typing import Any
 
+from broker.audit.drafts import draft as entry_draft
 from broker.auth.actors import Actor
 from broker.errors import BrokerError, FieldProblem, PolicyRefused, ValidationFailed
 from broker.runtime import LivePolicy
@@ -56,22 +57,14 @@ def draft(
     confidential_until: date | None = None,
     purpose_known: bool = True,
 ) -> dict[str, Any]:
-    """An audit entry draft for an act of `asker` decided under `live`."""
-    return {
-        "action": action,
-        "outcome": outcome,
-        "reason": reason,
-        "actor": asker.actor.as_entry(),
-        # A purpose the pack does not know is caller input: it stays out of the log.
-        "purpose": asker.purpose if purpose_known else None,
-        "case_reference": asker.case_reference if purpose_known else None,
-        "legal_basis": None,
-        "policy": {"pack": live.pack.name, "hash": live.pack.hash},
-        "request_id": asker.request_id,
-        "items": list(items),
-        "objects": objects or {},
-        "confidential_until": confidential_until.isoformat() if confidential_until else None,
-    }
+    """The audit entry draft (`broker.audit.drafts.draft`) of an act of `asker` decided
+    under `live`."""
+    # A purpose the pack does not know is caller input: it stays out of the log.
+    return entry_draft(
+        action, asker.actor, outcome=outcome, reason=reason, request_id=asker.request_id,
+        pack=live.pack, purpose=asker.purpose if purpose_known else None,
+        case_reference=asker.case_reference if purpose_known else None, items=items,
+        objects=objects, confidential_until=confidential_until)
 
 
 def admit(limits: AbuseLimits, live: LivePolicy, asker: Asker) -> None:

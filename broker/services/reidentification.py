@@ -18,14 +18,15 @@ from typing import Any, Final
 from sqlalchemy import Connection, Row, select, update
 
 from broker import cursors
+from broker.audit import drafts
 from broker.auth.actors import Actor, person_tag
 from broker.clock import as_utc, rfc3339, utcnow
 from broker.core import randomness
 from broker.core.transforms import flatten_signal
-from broker.disclosure_tables import disclosure_pseudonym, reidentification
 from broker.errors import Conflict, FieldProblem, Forbidden, NotFound, ValidationFailed
 from broker.keys import KeyRing
-from broker.models import Signal
+from broker.models import disclosure_pseudonym, reidentification
+from broker.models import signal as SIGNAL
 from broker.runtime import Runtime
 from broker.schemas.disclosures import DecisionIn, ReidentificationIn
 from broker.sealing import Unreadable, seal, unseal
@@ -33,7 +34,6 @@ from broker.services import idempotency
 from broker.services.candidates import Candidate, payload_of, signal_subject_token
 from broker.services.purpose_binding import Asker, draft
 
-SIGNAL = Signal.__table__  # type: ignore[attr-defined]
 TABLE = reidentification
 CURSOR_PREFIX: Final = "r1|"
 
@@ -324,12 +324,7 @@ def officer_list(
     (`audit_read`), as the officer's pages record theirs: justifications may name people."""
     if cursor:
         decode_cursor(cursor)  # a bad cursor is a 422 before anything is recorded
-    runtime.audit.record({
-        "action": "audit_read",
-        "outcome": "granted",
-        "reason": None,
-        "actor": person.actor.as_entry(),
-        "request_id": person.request_id,
-        "objects": {"read": "reidentifications", **({"status": status} if status else {})},
-    })
+    runtime.audit.record(drafts.draft(
+        "audit_read", person.actor, request_id=person.request_id,
+        objects=drafts.without_none({"read": "reidentifications", "status": status or None})))
     return list_requests(runtime, status=status, limit=limit, cursor=cursor)

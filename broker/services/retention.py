@@ -23,19 +23,20 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Connection, Row, delete, select, update
+from sqlalchemy import Connection, delete, select, update
 
 from broker import cursors
 from broker.audit.drafts import draft
 from broker.auth.actors import Actor
 from broker.clock import as_utc, rfc3339, utcnow
 from broker.errors import Conflict, NotFound
-from broker.models import Signal, legal_hold
+from broker.models import legal_hold
+from broker.models import signal as SIGNAL
+from broker.models import signal_index as INDEX
 from broker.runtime import Runtime
 from broker.services import idempotency
-from broker.services.signals import INDEX, denied, is_held
+from broker.services.signals import denied, is_held
 
-SIGNAL = Signal.__table__  # type: ignore[attr-defined]
 CURSOR_PREFIX = "h1|"
 
 
@@ -163,7 +164,7 @@ class RetentionRun:
     """Stored Idempotency-Key answers deleted: expired, or naming a shredded signal."""
 
 
-def due_for_retention(conn: Connection, moment: datetime) -> Sequence[Row[Any]]:
+def due_for_retention(conn: Connection, moment: datetime) -> Sequence[Any]:
     """Live signals past their retention date at `moment` and under no legal hold: their
     id, category, legal basis and source (read from the index of live signals only)."""
     return conn.execute(

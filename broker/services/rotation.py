@@ -12,6 +12,7 @@ from __future__ import annotations
 import logging
 from typing import Final
 
+from broker.audit.drafts import draft
 from broker.auth.actors import Actor
 from broker.follower import Follower
 from broker.keys import ROTATABLE, KeyRing, load_key_ring, reload_if_changed, rotate_key
@@ -33,15 +34,8 @@ def rotate(runtime: Runtime, name: str, *, actor: Actor, request_id: str | None)
         raise ValueError(name)
     version = rotate_key(runtime.settings.key_dir, name)
     use_ring(runtime, load_key_ring(runtime.settings.key_dir))
-    draft = {
-        "action": "key_rotated",
-        "outcome": "granted",
-        "reason": None,
-        "actor": actor.as_entry(),
-        "request_id": request_id,
-        "objects": {"key": name, "version": version},
-    }
-    runtime.audit.record(draft)
+    runtime.audit.record(draft("key_rotated", actor, request_id=request_id,
+                               objects={"key": name, "version": version}))
     return version
 
 

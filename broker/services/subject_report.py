@@ -24,6 +24,7 @@ from typing import Any, Final
 
 from sqlalchemy import Connection, select
 
+from broker.audit.drafts import draft
 from broker.audit.tables import audit_entry, audit_subject, audit_subject_entry, chunks
 from broker.auth.actors import Actor
 from broker.core.entry import parse_json, subject_tag
@@ -117,17 +118,9 @@ def subject_report(
     look-up itself is audited first (`audit_read`, tagged with the subject, so the officer's
     search is accountable too)."""
     kind, token = subject_of(runtime, query)
-    runtime.audit.record(
-        {
-            "action": "audit_read",
-            "outcome": "granted",
-            "reason": None,
-            "actor": actor.as_entry(),
-            "request_id": request_id,
-            "objects": {"read": "subject_report", "subject_type": kind},
-        },
-        subjects=[token],
-    )
+    runtime.audit.record(draft("audit_read", actor, request_id=request_id,
+                               objects={"read": "subject_report", "subject_type": kind}),
+                         subjects=[token])
     with runtime.engine.connect() as conn:
         key, rows = _entries(conn, token)
     if key is None:

@@ -13,7 +13,7 @@ from fastapi.testclient import TestClient
 from sqlalchemy import func, select, text
 
 from broker import cursors
-from broker.models import Signal
+from broker.models import signal
 from broker.runtime import Runtime
 from broker.services import retention
 
@@ -69,7 +69,7 @@ def vehicle_signal(plate: str) -> dict[str, Any]:
 
 def count_signals(runtime: Runtime) -> int:
     with runtime.engine.connect() as conn:
-        return int(conn.execute(select(func.count()).select_from(Signal)).scalar_one())
+        return int(conn.execute(select(func.count()).select_from(signal)).scalar_one())
 
 
 def audit_size(runtime: Runtime) -> int:
@@ -316,8 +316,8 @@ def test_retraction_shreds_the_payload(
     assert api.delete(f"/v1/signals/{created['id']}", headers=netbeheerder).status_code == 404
     with runtime.engine.connect() as conn:
         row = conn.execute(
-            select(Signal.__table__).where(  # type: ignore[attr-defined]
-                Signal.__table__.c.id == created["id"]
+            select(signal).where(
+                signal.c.id == created["id"]
             )
         ).one()  # type: ignore[attr-defined]
         tokens = conn.execute(

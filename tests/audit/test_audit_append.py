@@ -21,7 +21,7 @@ from broker.core.entry import decode_entry, subject_tag
 from broker.core.merkle import leaf_hash
 from broker.db import writer_lock
 from broker.errors import AuditUnavailable
-from broker.models import PolicyVersion
+from broker.models import policy_version
 from tests.audit.audit_kit import ORIGIN, LogEnv, draft, inserts_refused
 
 MakeLog = Callable[..., LogEnv]
@@ -490,7 +490,7 @@ def _policy_row(hash_: str) -> dict[str, Any]:
 def test_rows_are_written_in_the_entrys_transaction(make_log: MakeLog) -> None:
     env = make_log()
     env.log.start()
-    table = PolicyVersion.__table__
+    table = policy_version
     recorded = env.log.record(draft(1), rows=[(table, [_policy_row("h1"), _policy_row("h2")])])
     assert recorded.seq == 0
     assert policy_rows(env) == 2
@@ -507,7 +507,7 @@ def test_rows_that_fail_in_a_batch_fail_only_their_own_act(make_log: MakeLog) ->
     batch is written again with each act's rows apart, and only the act whose rows cannot
     be written is refused."""
     env = make_log()
-    table = PolicyVersion.__table__
+    table = policy_version
     env.log.record(draft(0), rows=[(table, [_policy_row("h1")])])
     units = [
         _Unit(draft(1), None, (), [(table, [_policy_row("h2")])]),

@@ -18,9 +18,9 @@ from sqlalchemy import select
 
 from broker import cursors
 from broker.audit.reads import EntryFilter, Scope, list_entries
-from broker.disclosure_tables import reidentification
-from broker.officer.activity import activity
+from broker.models import reidentification
 from broker.services import retention, signals
+from broker.services.oversight import activity
 from tests.audit.audit_kit import LogEnv, draft, read_plans
 
 GROWING = ("audit_entry", "audit_entry_org", "audit_node", "reidentification", "legal_hold",

@@ -15,7 +15,6 @@ from sqlalchemy import Engine
 from sqlmodel import SQLModel
 
 import broker.audit.tables
-import broker.disclosure_tables
 import broker.models  # noqa: F401 - the imports register every table with the metadata
 
 

@@ -21,9 +21,9 @@ from fastapi.responses import JSONResponse
 from broker.api.deps import RequestIdDep, RuntimeDep
 from broker.api.routing import StrictJSONRoute
 from broker.auth import clients, tokens
+from broker.auth.clients import Client
 from broker.auth.throttle import FailureCounter
 from broker.errors import InvalidClient, RateLimited
-from broker.models import Client
 from broker.runtime import Runtime
 
 router = APIRouter(route_class=StrictJSONRoute, tags=["authentication"])
