@@ -8,9 +8,9 @@ from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse
 
 from broker.api.deps import RuntimeDep
-from broker.officer.rules import Names
-from broker.officer.web import PREFIX, OfficerDep, OfficerRoute, record_view, render
-from broker.services import retention
+from broker.officer.names import Names
+from broker.officer.web import PREFIX, OfficerDep, OfficerRoute, reader_of, render
+from broker.services import oversight
 
 router = APIRouter(route_class=OfficerRoute, prefix=PREFIX, include_in_schema=False)
 SHOWN = 1000
@@ -20,7 +20,7 @@ SHOWN = 1000
 @router.get("/holds", response_class=HTMLResponse)
 def holds(request: Request, runtime: RuntimeDep, officer: OfficerDep) -> HTMLResponse:
     """The organisation's legal holds, newest first."""
-    record_view(runtime, officer, request, {"read": "officer_legal_holds"})
-    items, more = retention.listed(runtime, officer.org, limit=SHOWN)
+    items, more = oversight.organisation_holds(runtime, reader_of(runtime, officer, request),
+                                               officer.org, limit=SHOWN)
     return render(request, "holds.html", officer=officer, runtime=runtime, nav="holds",
                   items=items, more=more is not None, names=Names(runtime.policy.pack))

@@ -1,8 +1,8 @@
 """The officer's reading pages: overview, log, one entry, policy, and the stylesheet.
 
 Each view is recorded as an `audit_read` before anything is gathered for it (fail
-closed); the figures come from the page services beside this module, which call the
-audit service and the policy history.
+closed): the services that read for the pages, `broker.services.oversight` and
+`broker.services.log_review`, record it first.
 """
 
 from __future__ import annotations
@@ -12,20 +12,14 @@ from typing import Annotated, Final, get_args
 
 from fastapi import APIRouter, Form, Path, Query, Request, Response
 from fastapi.responses import HTMLResponse, RedirectResponse
-from sqlalchemy import Engine
 
 from broker.api.deps import RuntimeDep
-from broker.audit.signer import StoredCheckpoint, latest_checkpoint
-from broker.audit.tables import tree_size
 from broker.clock import rfc3339, utcnow
 from broker.core.entry import MAX_SAFE_INTEGER, Action
 from broker.errors import FieldProblem, ValidationFailed
-from broker.officer import reid
-from broker.officer.activity import LOCAL, SERIES, activity
 from broker.officer.chart import Series, bar_chart
-from broker.officer.entries import OUTCOMES, LogQuery, entry_detail, log_page
 from broker.officer.i18n import Translator
-from broker.officer.rules import Names, history
+from broker.officer.names import Names
 from broker.officer.web import (
     PREFIX,
     STATIC_DIR,
@@ -34,10 +28,13 @@ from broker.officer.web import (
     check_csrf,
     check_origin,
     lang_of,
-    record_view,
+    reader_of,
     render,
     state_of,
 )
+from broker.services import log_review, oversight
+from broker.services.log_review import OUTCOMES, LogQuery
+from broker.services.oversight import LOCAL, SERIES
 
 router = APIRouter(route_class=OfficerRoute, prefix=PREFIX, include_in_schema=False)
 WEEKS: Final = 6
@@ -56,19 +53,14 @@ def stylesheet() -> Response:
     return Response((STATIC_DIR / "officer.css").read_bytes(), media_type="text/css")
 
 
-def _log_state(engine: Engine) -> tuple[int, StoredCheckpoint | None]:
-    with engine.connect() as conn:
-        return tree_size(conn), latest_checkpoint(conn)
-
-
 @router.get("/", response_class=HTMLResponse)
 def overview(request: Request, runtime: RuntimeDep, officer: OfficerDep) -> HTMLResponse:
     """The log's state and verification, activity per day, per recipient, open requests."""
-    record_view(runtime, officer, request, {"read": "officer_overview"})
+    found = oversight.overview(runtime, reader_of(runtime, officer, request), today=today(),
+                               weeks=WEEKS)
     t = Translator(lang_of(request))
     verification = state_of(request).verification(runtime, fresh=False)
-    size, checkpoint = _log_state(runtime.engine)
-    figures = activity(runtime.engine, today=today(), weeks=WEEKS)
+    figures = found.activity
     series = [Series(key, t(f"series.{key}"), figures.series[key]) for key in SERIES]
     chart = bar_chart(
         figures.days, series, title=t("overview.chart_title"),
@@ -77,9 +69,9 @@ def overview(request: Request, runtime: RuntimeDep, officer: OfficerDep) -> HTML
     )
     return render(
         request, "overview.html", officer=officer, runtime=runtime, nav="overview",
-        size=size, checkpoint=checkpoint, verification=verification, figures=figures,
-        series=series, chart=chart, weeks=WEEKS, names=Names(runtime.policy.pack),
-        open_requests=reid.requests(runtime, status="pending"),
+        size=found.size, checkpoint=found.checkpoint, verification=verification,
+        figures=figures, series=series, chart=chart, weeks=WEEKS,
+        names=Names(runtime.policy.pack), open_requests=found.open_requests,
     )
 
 
@@ -89,7 +81,8 @@ def verify_now(request: Request, runtime: RuntimeDep, officer: OfficerDep,
     """Verify the whole log now instead of showing the last result."""
     check_origin(request)
     check_csrf(runtime, officer, csrf)
-    record_view(runtime, officer, request, {"read": "officer_verify"})
+    oversight.record_read(runtime, reader_of(runtime, officer, request),
+                          {"read": "officer_verify"})
     state_of(request).verification(runtime, fresh=True)
     return RedirectResponse(f"{PREFIX}/", status_code=303)
 
@@ -114,6 +107,14 @@ def _day(value: str | None, name: str) -> date | None:
                                errors=[FieldProblem(("query", name), "not a date")]) from None
 
 
+def _link_params(query: LogQuery, since: str, until: str) -> dict[str, str]:
+    """The filters as the page's links carry them on (the dates as the officer typed them)."""
+    given = (("org", query.org), ("purpose", query.purpose), ("action", query.action),
+             ("outcome", query.outcome), ("since", since), ("until", until),
+             ("hide_reads", "1" if query.hide_reads else None), ("filtered", "1"))
+    return {name: value for name, value in given if value}
+
+
 @router.get("/log", response_class=HTMLResponse)
 def log(request: Request, runtime: RuntimeDep, officer: OfficerDep,
         org: Text = "", purpose: Text = "", action: Text = "", outcome: Text = "",
@@ -131,20 +132,11 @@ def log(request: Request, runtime: RuntimeDep, officer: OfficerDep,
         # Until the form is used, the officer's own reads (every page view) stay hidden.
         hide_reads=bool(hide_reads) or not filtered,
     )
-    record_view(runtime, officer, request, {
-        "read": "officer_log", "org": query.org, "purpose": query.purpose,
-        "action": query.action, "outcome": query.outcome,
-        "since": query.since.isoformat() if query.since else None,
-        "until": query.until.isoformat() if query.until else None,
-    })
-    page = log_page(runtime, query, cursor=cursor or None)
-    params = {k: v for k, v in {
-        "org": query.org, "purpose": query.purpose, "action": query.action,
-        "outcome": query.outcome, "since": since or None, "until": until or None,
-        "hide_reads": "1" if query.hide_reads else None, "filtered": "1",
-    }.items() if v}
+    page = log_review.log_page(runtime, reader_of(runtime, officer, request), query,
+                               cursor=cursor or None)
     return render(request, "log.html", officer=officer, runtime=runtime, nav="log",
-                  query=query, page=page, params=params, actions=ACTIONS, outcomes=OUTCOMES,
+                  query=query, page=page, params=_link_params(query, since, until),
+                  actions=ACTIONS, outcomes=OUTCOMES,
                   names=Names(pack), pack=pack, first_page=not cursor)
 
 
@@ -152,8 +144,7 @@ def log(request: Request, runtime: RuntimeDep, officer: OfficerDep,
 def entry(request: Request, runtime: RuntimeDep, officer: OfficerDep,
           seq: Annotated[int, Path(ge=0, le=MAX_SAFE_INTEGER)]) -> HTMLResponse:
     """One entry in full, with its rule, legal basis, fields, and its verified proof."""
-    record_view(runtime, officer, request, {"read": "officer_entry", "seq": seq})
-    detail = entry_detail(runtime, seq)
+    detail = log_review.entry_detail(runtime, reader_of(runtime, officer, request), seq)
     names = Names(detail.pack or runtime.policy.pack)
     return render(request, "entry.html", officer=officer, runtime=runtime, nav="log",
                   detail=detail, view=detail.view, names=names)
@@ -162,8 +153,8 @@ def entry(request: Request, runtime: RuntimeDep, officer: OfficerDep,
 @router.get("/policy", response_class=HTMLResponse)
 def policy(request: Request, runtime: RuntimeDep, officer: OfficerDep) -> HTMLResponse:
     """The live pack's rules in words, its hash, and the history of activations."""
-    record_view(runtime, officer, request, {"read": "officer_policy"})
+    history = oversight.policy_history(runtime, reader_of(runtime, officer, request))
     live = runtime.policy
     return render(request, "policy.html", officer=officer, runtime=runtime, nav="policy",
                   pack=live.pack, loaded_at=rfc3339(live.loaded_at), names=Names(live.pack),
-                  history=history(runtime.engine))
+                  history=history)

@@ -16,10 +16,10 @@ from fastapi.responses import HTMLResponse, RedirectResponse
 from broker.api.deps import RuntimeDep, get_request_id
 from broker.auth.actors import actor_of
 from broker.errors import Conflict, Forbidden, ValidationFailed
-from broker.officer import reid, subjects
+from broker.officer import subjects
 from broker.officer.i18n import Translator
+from broker.officer.names import Names
 from broker.officer.pages import today
-from broker.officer.rules import Names
 from broker.officer.web import (
     PREFIX,
     OfficerDep,
@@ -28,10 +28,15 @@ from broker.officer.web import (
     check_csrf,
     check_origin,
     lang_of,
-    record_view,
+    reader_of,
     render,
 )
 from broker.runtime import Runtime
+from broker.schemas.disclosures import DecisionIn
+from broker.services import oversight
+from broker.services.oversight import Reader
+from broker.services.reidentification import Person
+from broker.services.reidentification import decide as decide_request
 
 router = APIRouter(route_class=OfficerRoute, prefix=PREFIX, include_in_schema=False)
 Short = Annotated[str, Form(max_length=200)]
@@ -73,47 +78,51 @@ def subject_report(request: Request, runtime: RuntimeDep, officer: OfficerDep,
 def reidentifications(request: Request, runtime: RuntimeDep,
                       officer: OfficerDep) -> HTMLResponse:
     """Every re-identification request, newest first."""
-    record_view(runtime, officer, request, {"read": "officer_reidentifications"})
+    items = oversight.reidentification_queue(runtime, reader_of(runtime, officer, request))
     return render(request, "reidentifications.html", officer=officer, runtime=runtime,
-                  nav="reid", items=reid.requests(runtime), names=Names(runtime.policy.pack))
+                  nav="reid", items=items, names=Names(runtime.policy.pack))
 
 
 def _request_page(request: Request, runtime: Runtime, officer: SignedIn, request_id: str, *,
-                  message: str | None = None, status: int = 200) -> HTMLResponse:
+                  reader: Reader | None, message: str | None = None,
+                  status: int = 200) -> HTMLResponse:
+    item = oversight.reidentification_request(runtime, request_id, reader=reader)
     return render(request, "reidentification.html", officer=officer, runtime=runtime,
-                  nav="reid", item=reid.request(runtime, request_id),
-                  names=Names(runtime.policy.pack), message=message, status=status,
-                  decided=bool(request.query_params.get("decided")))
+                  nav="reid", item=item, names=Names(runtime.policy.pack), message=message,
+                  status=status, decided=bool(request.query_params.get("decided")))
 
 
 @router.get("/reidentifications/{request_id}", response_class=HTMLResponse)
 def reidentification(request: Request, runtime: RuntimeDep, officer: OfficerDep,
                      request_id: RequestId) -> HTMLResponse:
     """One request: what is asked, why (the justification), and the decision form."""
-    record_view(runtime, officer, request,
-                {"read": "officer_reidentification", "reidentification": request_id})
-    return _request_page(request, runtime, officer, request_id)
+    return _request_page(request, runtime, officer, request_id,
+                         reader=reader_of(runtime, officer, request))
 
 
 @router.post("/reidentifications/{request_id}/decision")
 def decide(request: Request, runtime: RuntimeDep, officer: OfficerDep,
            request_id: RequestId, decision: Short = "", reason: Reason = "",
            csrf: Short = "") -> Response:
-    """Approve or refuse with a reason, through the re-identification service."""
+    """Approve or refuse with a reason, through the re-identification service, which
+    enforces four eyes and audits the decision (refused for the requester's own person,
+    Conflict once decided)."""
     check_origin(request)
     check_csrf(runtime, officer, csrf)
     t = Translator(lang_of(request))
     if decision not in DECISIONS or not reason.strip():
-        return _request_page(request, runtime, officer, request_id,
+        return _request_page(request, runtime, officer, request_id, reader=None,
                              message=t("reid.no_reason"), status=422)
+    person = Person(actor_of(runtime.keys, officer), officer.client_id, officer.org,
+                    officer.acting_user, get_request_id(request))
     try:
-        reid.decide(runtime, officer, request_id, approve=DECISIONS[decision],
-                    reason=reason.strip(), request_id_header=get_request_id(request))
+        decide_request(runtime, person, request_id,
+                       DecisionIn(approve=DECISIONS[decision], reason=reason.strip()))
     except Forbidden:
-        return _request_page(request, runtime, officer, request_id, message=t("reid.own"),
-                             status=403)
+        return _request_page(request, runtime, officer, request_id, reader=None,
+                             message=t("reid.own"), status=403)
     except Conflict:
-        return _request_page(request, runtime, officer, request_id,
+        return _request_page(request, runtime, officer, request_id, reader=None,
                              message=t("reid.already"), status=409)
     return RedirectResponse(f"{PREFIX}/reidentifications/{request_id}?decided=1",
                             status_code=303)

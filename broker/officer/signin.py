@@ -17,10 +17,11 @@ from fastapi.responses import HTMLResponse, RedirectResponse
 from broker.api.deps import RuntimeDep, get_request_id
 from broker.auth import clients
 from broker.auth.actors import client_actor
+from broker.auth.clients import Client
 from broker.errors import Forbidden, InvalidClient
-from broker.models import Client
 from broker.officer import session as sessions
 from broker.officer.i18n import Translator
+from broker.officer.session import begin as begin_session
 from broker.officer.web import (
     PRE_COOKIE,
     PREFIX,
@@ -37,6 +38,7 @@ from broker.officer.web import (
     state_of,
 )
 from broker.runtime import Runtime
+from broker.services.oversight import Reader, record_read
 
 router = APIRouter(route_class=OfficerRoute, prefix=PREFIX, include_in_schema=False)
 Field = Annotated[str, Form(max_length=600)]
@@ -69,14 +71,8 @@ def _record_refusal(runtime: Runtime, request: Request, client: Client,
     roles = clients.role_set(client.roles)
     actor = client_actor(runtime.keys, client_id=client.id, org=client.org, roles=roles,
                          acting_user=client.id if client.kind == "personal" else None)
-    runtime.audit.record({
-        "action": "audit_read",
-        "outcome": "refused",
-        "reason": reason,
-        "actor": actor.as_entry(),
-        "request_id": get_request_id(request),
-        "objects": {"read": "officer_sign_in"},
-    })
+    record_read(runtime, Reader(actor, get_request_id(request)), {"read": "officer_sign_in"},
+                outcome="refused", reason=reason)
 
 
 @router.post("/sign-in", response_class=HTMLResponse)
@@ -103,7 +99,7 @@ def sign_in(request: Request, runtime: RuntimeDep, client_id: Field = "",
     if refusal is not None:
         _record_refusal(runtime, request, client, refusal)
         return _form(request, runtime, status=403, message=t("signin.refused"))
-    _, value = sessions.begin(runtime.keys, client.id, now=int(time.time()))
+    _, value = begin_session(runtime.keys, client.id, now=int(time.time()))
     response = RedirectResponse(f"{PREFIX}/", status_code=303)
     set_cookie(response, SESSION_COOKIE, value, max_age=sessions.IDLE_SECONDS)
     clear_cookie(response, PRE_COOKIE)

@@ -20,10 +20,10 @@ from pydantic import ValidationError
 
 from broker.auth.actors import Actor
 from broker.errors import FieldProblem, ValidationFailed
-from broker.officer.activity import local_day
 from broker.runtime import Runtime
 from broker.schemas.disclosures import AddressQuery, SubjectQuery
 from broker.services import subject_report
+from broker.services.oversight import local_day
 
 KINDS: Final = ("bsn", "kvk", "plate", "bag_id", "address")
 # `1234 AB 12`, `1234AB 12A`, `1234AB 12-2`, `1234AB 12 A bis`: postcode, number, an

@@ -25,15 +25,15 @@ from jinja2 import Environment, FileSystemLoader, StrictUndefined
 
 from broker.api.deps import RuntimeDep, get_request_id
 from broker.api.routing import StrictJSONRoute
-from broker.audit.reads import LiveReport, verify_live
+from broker.audit.integrity import LiveReport, verify_live
 from broker.auth import clients
 from broker.auth.actors import actor_of
 from broker.auth.throttle import FailureCounter
 from broker.errors import BrokerError, Forbidden, Unauthorized
 from broker.officer import session as sessions
-from broker.officer.activity import LOCAL
 from broker.officer.i18n import DEFAULT, Translator, language
 from broker.runtime import Runtime
+from broker.services.oversight import LOCAL, Reader
 
 PREFIX: Final = "/officer"
 SESSION_COOKIE: Final = "__Host-sluis-officer"
@@ -216,18 +216,9 @@ def check_origin(request: Request) -> None:
         raise Forbidden("The form was not sent from this site.")
 
 
-def record_view(runtime: Runtime, officer: SignedIn, request: Request,
-                what: dict[str, Any], *, subjects: tuple[bytes, ...] = (),
-                outcome: str = "granted", reason: str | None = None) -> None:
-    """Record the page view as an `audit_read` before anything of it is shown (fail closed)."""
-    runtime.audit.record({
-        "action": "audit_read",
-        "outcome": outcome,
-        "reason": reason,
-        "actor": actor_of(runtime.keys, officer).as_entry(),
-        "request_id": get_request_id(request),
-        "objects": {k: v for k, v in what.items() if v is not None},
-    }, subjects=subjects)
+def reader_of(runtime: Runtime, officer: SignedIn, request: Request) -> Reader:
+    """The officer as the services record a page view's read: actor and request id."""
+    return Reader(actor_of(runtime.keys, officer), get_request_id(request))
 
 
 # --- Rendering ---
