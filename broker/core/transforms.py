@@ -1,6 +1,6 @@
 """Field transforms and pseudonyms: how a signal's fields leave the broker (pure code).
 
-A rule maps field paths to transforms (POLICY.md "Transforms"); `release` applies them to a
+A rule maps field paths to transforms (docs/policy.md "Transforms"); `release` applies them to a
 flattened signal. Pseudonyms and signal references are keyed HMACs over the recipient and the
 purpose too, so the same person gets unrelated pseudonyms in different organisations and
 purposes: data obtained for one purpose cannot be joined with data obtained for another.
@@ -17,7 +17,7 @@ from datetime import date, datetime
 from functools import lru_cache
 from typing import Any
 
-from broker.core.policy.model import Transform
+from broker.core.policy.transform_spec import Transform
 
 __all__ = [
     "PSEUDONYM_PREFIX",

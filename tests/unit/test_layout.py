@@ -23,7 +23,8 @@ TRANSACTION_CALLS = {"commit", "rollback", "begin", "execute", "connect", "recor
 QUERY_BUILDERS = {"select", "insert", "update", "delete", "text"}
 DATA_CATALOGUES = {BROKER / "officer" / "i18n.py"}
 """Modules that are tables of labels, not logic: exempt from the size limit."""
-MAX_LINES = 420
+MAX_LINES = 425
+"""About 400 lines: a module read in one sitting."""
 MAX_TOP_LEVEL_MODULES = 16
 
 
@@ -79,11 +80,11 @@ def test_the_checks_find_what_they_look_for(tmp_path: Path) -> None:
     )
     assert _offences(bad) == [
         "imports sqlalchemy",
-        "line 3: calls .record()",
         "line 3: builds an audit draft by hand",
+        "line 3: calls .record()",
         "line 4: calls .connect()",
-        "line 5: calls .execute()",
         "line 5: builds a query with select()",
+        "line 5: calls .execute()",
         "line 6: calls .commit()",
     ]
 

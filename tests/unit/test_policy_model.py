@@ -7,7 +7,8 @@ from typing import Any
 import pytest
 
 from broker.core.policy import Category, parse_transform
-from broker.core.policy.model import field_kind, transform_fits
+from broker.core.policy.model import field_kind
+from broker.core.policy.transform_spec import transform_fits
 
 SECRET = "Geheim-0613"
 

@@ -15,7 +15,8 @@ from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
 from broker.core.policy import CompiledPolicy, Pack, load_pack_from_text, parse_transform
-from broker.core.policy.model import FIELD_CATALOGUE, Category, field_kind, transform_fits
+from broker.core.policy.model import FIELD_CATALOGUE, Category, field_kind
+from broker.core.policy.transform_spec import transform_fits
 from broker.core.transforms import (
     apply_transform,
     flatten_signal,

@@ -16,10 +16,9 @@ from broker.core.policy.model import (
     PackTest,
     Purpose,
     Rule,
-    Transform,
-    parse_transform,
 )
 from broker.core.policy.packtests import PackTestResult, run_pack_tests
+from broker.core.policy.transform_spec import Transform, parse_transform
 
 __all__ = [
     "ACCESS_LEVELS",

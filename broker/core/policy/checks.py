@@ -17,8 +17,8 @@ from broker.core.policy.model import (
     PackModel,
     Rule,
     field_kind,
-    transform_fits,
 )
+from broker.core.policy.transform_spec import transform_fits
 from broker.errors import FieldProblem
 
 __all__ = ["Origins", "check_references", "expand_names", "rule_keys"]

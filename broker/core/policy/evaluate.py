@@ -16,7 +16,8 @@ from zoneinfo import ZoneInfo
 
 from broker.core.policy.checks import members_of, rule_keys
 from broker.core.policy.load import Pack
-from broker.core.policy.model import ACCESS_LEVELS, Rule, Transform
+from broker.core.policy.model import ACCESS_LEVELS, Rule
+from broker.core.policy.transform_spec import Transform
 
 __all__ = ["COVENANT_TIMEZONE", "CompiledPolicy", "CompiledRule", "Explanation"]
 

@@ -10,7 +10,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from broker.core.policy.evaluate import CompiledPolicy
-from broker.core.policy.model import PackTest, parse_transform
+from broker.core.policy.model import PackTest
+from broker.core.policy.transform_spec import parse_transform
 
 __all__ = ["PackTestResult", "run_pack_tests"]
 
