@@ -304,7 +304,7 @@ def micro(fn: Callable[[], object], reps: int, n: int = 50_000) -> float:
 
 
 def transform_costs(reps: int) -> dict[str, float]:
-    """µs per pseudonym and per released signal (API.md's example rule and signal)."""
+    """µs per pseudonym and per released signal (examples after docs/policy.md and docs/api.md)."""
     key = bytes(range(32))
     bound = pseudonymiser_for(key, "gemeente", "integrale-controle")
     signal = flatten_signal({

@@ -9,7 +9,7 @@ It does not take the audit log on trust. It checks checkpoint signatures itself 
 RFC 8032, implemented below because the standard library has none), checks inclusion and
 consistency proofs (RFC 9162), verifies exported logs offline, and remembers the last
 checkpoint it saw per broker: a broker that later shows a smaller tree, or a root that
-does not extend the remembered one, is reported loudly (AUDIT.md, "Publishing").
+does not extend the remembered one, is reported loudly (docs/audit.md, "Checkpoints").
 
 Settings come from flags, then the environment (SLUIS_*), then the config file
 ($XDG_CONFIG_HOME/sluis/config.ini, section [default] or the one --profile names).

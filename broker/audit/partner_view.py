@@ -1,6 +1,6 @@
 """What a partner (any reader but the privacy officer) may see of an audit entry.
 
-API.md lets a partner read the entries of its own organisation's acts and those about its
+docs/api.md lets a partner read the entries of its own organisation's acts and those about its
 own signals. Seeing such an entry whole would tell it more than its rules do: a source
 organisation would learn what other sources' signals the same request released, and a
 recipient would learn the source that a rule with `reveal_source: false` hides. So:

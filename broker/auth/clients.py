@@ -46,7 +46,7 @@ if TYPE_CHECKING:
 
 ROLES: Final = frozenset({"contributor", "requester", "privacy_officer", "admin"})
 KINDS: Final = ("system", "personal")
-# Separation of duties (API.md): admins cannot read signals or disclosures and
+# Separation of duties (docs/api.md): admins cannot read signals or disclosures and
 # privacy officers cannot request disclosures, so no client holds both sides.
 INCOMPATIBLE_ROLES: Final = (
     frozenset({"admin", "contributor"}),

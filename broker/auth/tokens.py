@@ -2,7 +2,7 @@
 
 python-jose's defaults accept bad tokens (any `alg` in the header, a PEM as
 HMAC secret, a JWKS where `kid` is ignored, missing or string-typed claims),
-so it is used only as SECURITY.md prescribes:
+so it is used only as docs/security.md (rows 1-16) requires:
 
 1. the header is read and checked here before the library sees the token:
    three segments, exactly `alg=ES256`, only `alg`/`typ`/`kid`, the right `typ`;
@@ -154,7 +154,7 @@ def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
 def _checked_header(
     token: object, types: tuple[str | None, ...], *, kid_required: bool
 ) -> dict[str, Any]:
-    """The token's header if it passes rule 1 of SECURITY.md; ValueError otherwise."""
+    """The token's header if it passes rule 1 above (docs/security.md); ValueError otherwise."""
     if not isinstance(token, str) or len(token) > MAX_TOKEN_CHARS or not _COMPACT_JWS.match(token):
         raise ValueError("not a compact JWS")
     header = _b64_json(token.split(".", 1)[0])

@@ -300,7 +300,7 @@ def verify_export(
     verifier: Verifier | Iterable[Verifier],
     origin: str | None = None,
 ) -> VerifyReport:
-    """Verify an export (API.md): JSON Lines of {seq, entry_b64, leaf_hash}, then the checkpoint.
+    """Verify an export (docs/audit.md): lines of {seq, entry_b64, leaf_hash}, then the checkpoint.
 
     The final object is the latest checkpoint {origin, size, root_hash, note, ...}; its
     note is what counts, and its other fields must agree with it. The entries' origin is

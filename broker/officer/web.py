@@ -169,7 +169,7 @@ class SignedIn:
 
     @property
     def acting_user(self) -> str:
-        # A personal client is the person (API.md): the audit tags it like a token would.
+        # A personal client is the person (docs/api.md): the audit tags it like a token would.
         return self.client_id
 
 

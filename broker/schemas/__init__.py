@@ -51,7 +51,7 @@ def _in_utc(value: datetime) -> datetime:
 Rfc3339DateTime = Annotated[
     AwareDatetime, BeforeValidator(_rfc3339_text), AfterValidator(_in_utc)
 ]
-"""A time as API.md wants it everywhere: RFC 3339 with offset (`Z` or `+01:00`); else 422."""
+"""A time as docs/api.md wants it everywhere: RFC 3339 with offset (`Z` or `+01:00`); else 422."""
 
 
 class Strict(BaseModel):

@@ -1,5 +1,5 @@
 """Request and response models of disclosures, hits, area summaries, re-identification and
-the subject report (API.md). Unknown fields are refused everywhere; no model echoes a value.
+the subject report (docs/api.md). Unknown fields are refused everywhere; no model echoes a value.
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Disclosures, hit checks and area summaries: the request that matters (DESIGN.md).
+"""Disclosures, hit checks and area summaries: the request that matters (docs/architecture.md).
 
 For each candidate signal the one rule matching (recipient, purpose, category, source,
 legal basis, age) decides; a signal no rule matches at the needed level does not exist

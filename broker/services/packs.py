@@ -3,7 +3,7 @@
 Each pack's canonical text is stored once by hash; every activation is a
 `policy_load` row and a `policy_loaded` audit entry in one transaction. A
 reload refused because the pack does not load is a `refusal` entry and a
-warning (SECURITY.md row 26); the live pack stays.
+warning (docs/security.md row 26); the live pack stays.
 """
 
 from __future__ import annotations

@@ -1,8 +1,8 @@
-"""Purpose binding shared by disclosures, hits and area summaries (DESIGN.md core idea 2).
+"""Purpose binding shared by disclosures, hits and area summaries (docs/architecture.md).
 
 Every request for signals names a purpose of the live pack, with a case reference when the
 purpose demands one, and a rule must name the caller for that purpose. Refusals of an
-unknown or not-allowed purpose are audited (`refusal`) before the error leaves (SECURITY.md
+unknown or not-allowed purpose are audited (`refusal`) before the error leaves (docs/security.md
 rows 19 and 20). The abuse limits are applied first, so refused requests cannot flood the log.
 
 The checks do not write the refusal's entry themselves: they raise `AuditedRefusal`, which

@@ -1,5 +1,5 @@
 """Abuse limits on requests for signals: a request rate per client and purpose, and a brake
-on one client asking about many distinct subjects (enumeration, SECURITY.md row 24).
+on one client asking about many distinct subjects (enumeration, docs/security.md row 24).
 
 - Rate: a token bucket per (client, purpose) holding one minute's allowance
   (`request_rate_per_minute`), refilled continuously; an empty bucket is 429 with

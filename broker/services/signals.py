@@ -4,7 +4,7 @@ A signal is validated against the live pack's category, sealed under its
 own data key, made findable through blind-index tokens, and recorded in the
 audit log in the same transaction. Erasure destroys the data key. A read or
 erasure of another organisation's signal (or of one that does not exist) is
-404 and an audited denial (SECURITY.md row 17).
+404 and an audited denial (docs/security.md row 17).
 """
 
 from __future__ import annotations

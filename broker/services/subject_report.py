@@ -8,7 +8,7 @@ address's token, `broker.services.candidates.signal_subject_token`). Each entry'
 to those tagged with this subject's per-entry tag, so the report never shows what other
 people's signals released. It gives time, recipient organisation, purpose, legal basis,
 rule and fields with their transforms; never an employee, a client or a case reference
-(SECURITY.md "Audit fields").
+(docs/audit.md, "What a privacy officer finds in an entry").
 
 Entries whose `confidential_until` lies in the future are left out. The answer goes to a
 privacy officer, not to the subject: it carries `withheld`, the number left out, so the

@@ -1,4 +1,4 @@
-"""`since`/`until` take RFC 3339 date-times with offset only (API.md conventions), through
+"""`since`/`until` take RFC 3339 date-times with offset only (docs/api.md conventions), through
 one annotated type (`broker.schemas.Rfc3339DateTime`); the refusals are in
 tests/security/test_bad_input.py."""
 

@@ -1,4 +1,4 @@
-"""The tamper suite of AUDIT.md, on SQLite and PostgreSQL.
+"""The tamper suite (docs/audit.md, "What tampering is detected"), on SQLite and PostgreSQL.
 
 Each test builds a small fresh log per example, signs a checkpoint (the signer remembers
 it outside the database), tampers as a superuser would, and holds live verification to

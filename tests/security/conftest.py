@@ -3,7 +3,7 @@
 The `api` fixture here replaces the shared one for tests/security: the same app over the
 test's runtime, with the access observer installed (a no-op once `create_app` does it),
 and a recorder around everything. When a test ends, every
-answer it received must pass `leaks()` (SECURITY.md row 34): no stack trace, SQL or JWT
+answer it received must pass `leaks()` (docs/security.md row 34): no stack trace, SQL or JWT
 anywhere (except the access token `/oauth/token` hands out), and an error never echoes
 a BSN or a submitted value, and is problem details (or RFC 6749 JSON at /oauth/token).
 

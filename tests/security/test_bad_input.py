@@ -1,4 +1,4 @@
-"""Bad input (SECURITY.md rows 25-33): never a 500, always problem details, nothing stored.
+"""Bad input (docs/security.md rows 25-33): never a 500, always problem details, nothing stored.
 
 The routes and their parameters come from the app's own OpenAPI document, so a route
 added later is attacked too. Every case runs on SQLite and on PostgreSQL (which refuses

@@ -1,4 +1,4 @@
-"""Another organisation's signal by id (SECURITY.md row 17): 404 and an audited denial.
+"""Another organisation's signal by id (docs/security.md row 17): 404 and an audited denial.
 
 The denial is audited the same way whether the signal belongs to another organisation
 (live or erased) or never existed, so neither the answer nor the caller's own audit

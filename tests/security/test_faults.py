@@ -1,4 +1,4 @@
-"""Faults (SECURITY.md rows 38-40 and 44-46): fail closed, lose nothing acknowledged.
+"""Faults (docs/security.md rows 38-40 and 44-46): fail closed, lose nothing acknowledged.
 
 - kill -9 of a real `broker serve` while signals pour in, then a restart: every 201 the
   client saw is stored, every stored signal has its audit entry, `broker audit verify`

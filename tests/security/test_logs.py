@@ -1,9 +1,9 @@
-"""Application logs and metrics (SECURITY.md rows 11 and 33, API.md "Operations").
+"""Application logs and metrics (docs/security.md rows 11 and 33, docs/api.md "Operations").
 
 The logs: one well-formed JSON object per line per event, whatever a caller puts in a
 header or a field (CRLF, ANSI, JSON fragments), and no personal data, token, secret or
 key material in any line while the token, signal, disclosure and audit flows run.
-The metrics: `/metrics` is Prometheus text format 0.0.4 with the families API.md names,
+The metrics: `/metrics` is Prometheus text format 0.0.4 with the families docs/security.md names,
 and its figures follow what the app did.
 """
 

@@ -1,4 +1,4 @@
-"""The token attack suite (SECURITY.md rows 1-16): every forged token is refused, its fix passes.
+"""Token attack suite (docs/security.md rows 1-16): every forged token is refused, its fix passes.
 
 Each case is a pair: a bad token and the same token made valid. The valid
 twin must pass, so a refusal test cannot pass by refusing everything. The
@@ -130,7 +130,7 @@ class Forger:
 
 
 def cases(now: int, settings: Settings) -> list[tuple[str, Change, Change]]:
-    """(name, bad, the same made valid) for SECURITY.md rows 1-8."""
+    """(name, bad, the same made valid) for docs/security.md rows 1-8."""
     attacker = public_jwk("evil", ec.generate_private_key(ec.SECP256R1()).public_key())
     ok = Change()
     return [
@@ -380,7 +380,7 @@ def test_malformed_token_is_401(forger: Forger, token: str) -> None:
 
 
 def test_verification_cost_is_within_budget(forger: Forger) -> None:
-    """DESIGN.md budgets 80 µs per token check; allow slack for a busy CI machine."""
+    """docs/architecture.md budgets 80 µs per token check; allow slack for a busy CI machine."""
     now = int(time.time())
     token = forger.make(Change(), now)
     verify(token, forger, now)

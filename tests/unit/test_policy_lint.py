@@ -1,4 +1,4 @@
-"""Lint warnings: each one POLICY.md names, with its file and entry."""
+"""Lint warnings: each one docs/policy.md names, with its file and entry."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Loading a pack: every error POLICY.md names is refused with its file and entry."""
+"""Loading a pack: every error docs/policy.md names is refused with its file and entry."""
 
 from __future__ import annotations
 

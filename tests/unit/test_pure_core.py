@@ -1,4 +1,4 @@
-"""The pure core imports no web framework, database layer or settings (STYLE.md rule 1)."""
+"""The pure core imports no web framework, database layer or settings (docs/architecture.md)."""
 
 from __future__ import annotations
 
