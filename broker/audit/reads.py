@@ -75,7 +75,7 @@ class Scope:
 
 
 def entry_view(seq: int, data: bytes) -> dict[str, Any]:
-    """An entry in the API's flat shape (API.md "Audit entry fields"), from its bytes."""
+    """An entry in the API's flat shape (docs/api.md, "Audit entry fields"), from its bytes."""
     try:
         entry = parse_json(data)
         actor = entry["actor"]
