@@ -40,8 +40,10 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
 from broker import migrate  # noqa: E402
+from broker.audit.appender import AuditLog  # noqa: E402
+from broker.audit.encoding import pre_encode  # noqa: E402
+from broker.audit.pending import Pending  # noqa: E402
 from broker.audit.signer import CheckpointSigner  # noqa: E402
-from broker.audit.store import AuditLog, _Unit, pre_encode  # noqa: E402
 from broker.db import make_engine  # noqa: E402
 from broker.keys import create_key_ring, load_key_ring  # noqa: E402
 from broker.settings import Settings  # noqa: E402
@@ -156,7 +158,7 @@ def run_appender_only(url: str, key_dir: Path, state: Path, seconds: float) -> R
     usage = resource.getrusage(resource.RUSAGE_SELF)
     wall = time.perf_counter()
     while time.perf_counter() - wall < seconds:
-        units = [_Unit(draft(number + i), None, ()) for i in range(1000)]
+        units = [Pending(draft(number + i), None, ()) for i in range(1000)]
         for unit in units:
             pre_encode(unit, settings.audit_origin)  # as `record` does in its caller
         log._append(units)  # the appender thread's own step, called inline

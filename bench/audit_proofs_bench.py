@@ -156,7 +156,7 @@ def stored_proofs(
     root_at: Callable[[int], bytes],
 ) -> list[tuple[str, float, float]]:
     """(proof, median ms, p99 ms) of proofs served from a SQLite log of `n` entries."""
-    from broker.audit import reads as service
+    from broker.audit import reads
 
     with tempfile.TemporaryDirectory(prefix="proofs-bench-") as tmp:
         engine = make_engine(f"sqlite:///{Path(tmp) / 'log.db'}")
@@ -188,7 +188,7 @@ def stored_proofs(
                 size = rng.randint(1, n)
                 index = rng.randrange(size)
                 t0 = time.perf_counter()
-                proof = service.inclusion(engine, index, size)
+                proof = reads.inclusion(engine, index, size)
                 inclusion.append(time.perf_counter() - t0)
                 hashes = [base64.b64decode(h) for h in proof["hashes"]]
                 assert merkle.verify_inclusion(index, size, store.leaf(index), hashes,
@@ -196,7 +196,7 @@ def stored_proofs(
                 second = rng.randint(2, n)
                 first = rng.randint(1, second - 1)
                 t0 = time.perf_counter()
-                proof = service.consistency(engine, first, second)
+                proof = reads.consistency(engine, first, second)
                 consistency.append(time.perf_counter() - t0)
                 hashes = [base64.b64decode(h) for h in proof["hashes"]]
                 assert merkle.verify_consistency(first, second, root_at(first),

@@ -269,7 +269,7 @@ def audit_count(db: Path) -> int:
 
 
 def verify(env: dict[str, str]) -> bool:
-    from broker.audit.reads import verify_live
+    from broker.audit.integrity import verify_live
     from broker.audit.signer import CheckpointSigner
     from broker.db import make_engine
     from broker.keys import load_key_ring

@@ -16,7 +16,7 @@ from functools import cached_property
 from sqlalchemy import Engine
 
 from broker import migrate
-from broker.audit.store import AuditLog
+from broker.audit.appender import AuditLog
 from broker.core.policy.evaluate import CompiledPolicy
 from broker.core.policy.load import Pack, load_pack
 from broker.db import is_sqlite, make_engine

@@ -1,9 +1,10 @@
-"""The audit log: an RFC 9162 Merkle tree of canonical JSON entries with signed checkpoints.
+"""The audit log's storage: the tables, appender, writes, checkpoint signer and its
+schedule, and reads behind the pure log in `broker.core` (`merkle`, `checkpoint`, `entry`,
+`verify`).
 
-The pure core lives in `merkle` (tree hashes, proofs, compact ranges), `checkpoint`
-(C2SP signed notes, checkpoints and tlog-proof receipts), `entry` (the closed entry
-shape and its RFC 8785 bytes) and `verify` (streaming verification of a log or export).
-None of them imports the web framework, the database or the settings; storage and the
-appender sit on top. This package root deliberately imports nothing, so that importing a
-pure module never pulls in database code.
+`appender` holds the one `AuditLog` of a process; `pending`, `encoding`, `writes` and
+`driver` are the steps of an append; `signer` and `schedule` make its checkpoints; `reads`,
+`export` and `integrity` read, export and verify the stored log. How the log works is
+described in docs/audit.md. This package root deliberately imports nothing, so that
+importing one module never pulls in the others.
 """

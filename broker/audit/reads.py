@@ -1,61 +1,57 @@
-"""Reading the audit log: entries, proofs, receipts, checkpoints, live verification, export.
+"""Reading the audit log: entries (listed, one by one), checkpoints, proofs and receipts.
 
-Plain functions over an engine (and the signer where a checkpoint is needed); the API and
-the command line call them. Every hash leaves as standard base64 of its 32 raw bytes.
-A `Scope` limits what a caller sees: the privacy officer sees every entry; a partner sees
-the entries of its own organisation's acts and those whose items are its own signals
-(through `audit_entry_org`), each trimmed as `broker.audit.partner_view` says. Bad
-parameters are `ValidationFailed` (422); an entry outside the caller's scope is `NotFound`,
-like one that does not exist.
+Plain functions over an engine (and the signer where a checkpoint is needed); the API, the
+officer's pages and the command line call them. Every hash leaves as standard base64 of
+its 32 raw bytes. A `Scope` limits what a caller sees: the privacy officer sees every
+entry; a partner sees the entries of its own organisation's acts and those whose items are
+its own signals (through `audit_entry_org`), each trimmed as `broker.audit.partner_view`
+says. Bad parameters are `ValidationFailed` (422); an entry outside the caller's scope is
+`NotFound`, like one that does not exist. The export is `broker.audit.export`, live
+verification `broker.audit.integrity`.
 """
 
 from __future__ import annotations
 
 import base64
-import binascii
-import json
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Final
 
-from sqlalchemy import Connection, Engine, exists, func, select
+from sqlalchemy import Connection, Engine, exists, select
 
+from broker import cursors
 from broker.audit.partner_view import partner_view
 from broker.audit.signer import (
     CheckpointRefused,
     CheckpointSigner,
     StoredCheckpoint,
-    all_checkpoints,
     latest_checkpoint,
 )
 from broker.audit.tables import (
     TreeDamaged,
     audit_entry,
     audit_entry_org,
-    audit_node,
-    entry_rows,
-    entry_seq,
     node_source,
     tree_size,
 )
-from broker.clock import as_utc, rfc3339, utcnow
+from broker.clock import as_utc, rfc3339
 from broker.core import merkle
-from broker.core.checkpoint import Checkpoint, Verifier, format_receipt, verifier_key
+from broker.core.checkpoint import Checkpoint, format_receipt, verifier_key
 from broker.core.entry import parse_json
-from broker.core.verify import Problem, VerifyReport, verify_export, verify_log
 from broker.errors import AuditUnavailable, FieldProblem, NotFound, ValidationFailed
 
-PAGE: Final = 2000
 CURSOR_PREFIX: Final = "a1."
-MAX_NODE_PROBLEMS: Final = 100
+"""Names the entry list in its cursors (by seq, newest first)."""
 
 
 def b64(data: bytes) -> str:
+    """Standard base64 of a hash or an entry's bytes, as every answer spells them."""
     return base64.b64encode(data).decode("ascii")
 
 
 def invalid(loc: tuple[str | int, ...], message: str) -> ValidationFailed:
+    """The 422 for one bad parameter at `loc`."""
     return ValidationFailed("The request is not valid; see `errors`.",
                             errors=[FieldProblem(loc, message)])
 
@@ -122,19 +118,13 @@ def _visible(scope: Scope) -> Any:
 
 
 def encode_cursor(seq: int) -> str:
-    return base64.urlsafe_b64encode(f"{CURSOR_PREFIX}{seq}".encode()).rstrip(b"=").decode()
+    """The entry list's cursor continuing below `seq` (the codec is `broker.cursors`)."""
+    return cursors.encode_seq(CURSOR_PREFIX, seq)
 
 
 def decode_cursor(cursor: str) -> int:
-    """The seq a cursor continues below; 422 for anything that is not our cursor."""
-    try:
-        raw = base64.urlsafe_b64decode(cursor.encode("ascii") + b"==").decode("ascii")
-    except (ValueError, binascii.Error, UnicodeError):
-        raise invalid(("query", "cursor"), "not a cursor of this list") from None
-    number = raw.removeprefix(CURSOR_PREFIX)
-    if not raw.startswith(CURSOR_PREFIX) or not number.isdigit() or len(number) > 19:
-        raise invalid(("query", "cursor"), "not a cursor of this list")
-    return int(number)
+    """The seq an entry list cursor continues below; 422 for anything that is not one."""
+    return cursors.decode_seq(CURSOR_PREFIX, cursor)
 
 
 @dataclass(frozen=True, slots=True)
@@ -229,7 +219,7 @@ def get_entry(engine: Engine, scope: Scope, seq: int) -> dict[str, Any]:
 # --- Checkpoints, proofs, receipts ---
 
 
-def _note_signature(note: str) -> tuple[str, str]:
+def note_signature(note: str) -> tuple[str, str]:
     """(key id as hex, signature as base64) of a note's last signature line."""
     line = note.rstrip("\n").rsplit("\n", 1)[-1]
     raw = base64.b64decode(line.rsplit(" ", 1)[-1])
@@ -238,7 +228,7 @@ def _note_signature(note: str) -> tuple[str, str]:
 
 def checkpoint_view(origin: str, checkpoint: StoredCheckpoint) -> dict[str, Any]:
     """The API's checkpoint object; `note` is what counts, the rest is its parsed form."""
-    key_id, signature = _note_signature(checkpoint.note)
+    key_id, signature = note_signature(checkpoint.note)
     return {
         "origin": origin,
         "size": checkpoint.size,
@@ -336,256 +326,3 @@ def checkpoint_follows(
             return f"two different roots for size {served.size}"
         return "the log is not an extension of the checkpoint already seen"
     return None
-
-
-# --- Export ---
-
-
-def _line(obj: dict[str, Any]) -> str:
-    """One export line: compact JSON (ASCII) in a fixed key order, so every byte counts."""
-    return json.dumps(obj, separators=(",", ":")) + "\n"
-
-
-def export_entry_line(seq: int, data: bytes, leaf: bytes) -> str:
-    return _line({"seq": seq, "entry_b64": b64(data), "leaf_hash": b64(leaf)})
-
-
-def export_trailer(origin: str, checkpoint: StoredCheckpoint) -> dict[str, Any]:
-    """The export's last object: the checkpoint without its unsigned `time`, so nothing in
-    an export is left that verification does not check."""
-    view = checkpoint_view(origin, checkpoint)
-    del view["time"]
-    return view
-
-
-def export_lines(engine: Engine, signer: CheckpointSigner) -> Iterator[str]:
-    """The log as JSON Lines: one object per entry, then the latest checkpoint (signed now
-    so that it covers the whole export, unless the signer refuses: then the last one).
-
-    The checkpoint is settled before the first line, so a failure is an error answer,
-    never a stream cut short.
-    """
-    try:
-        checkpoint = signer.sign()
-    except CheckpointRefused:
-        with engine.connect() as conn:
-            latest = latest_checkpoint(conn)
-        if latest is None:
-            raise
-        checkpoint = latest
-    with engine.connect() as conn:
-        size = max(tree_size(conn), checkpoint.size)
-
-    def lines() -> Iterator[str]:
-        with engine.connect() as conn:
-            for seq, data, leaf in entry_rows(conn, size):
-                yield export_entry_line(seq, data, leaf)
-        yield _line(export_trailer(signer.origin, checkpoint))
-
-    return lines()
-
-
-def _strict_lines(lines: Iterable[bytes], problems: list[Problem]) -> Iterator[str]:
-    """Pass each export line on, noting any that is not exactly as `export_lines` writes
-    it (whitespace, key order, base64 spelling, a derived checkpoint field changed)."""
-    for number, raw in enumerate(lines, start=1):
-        try:
-            line = raw.decode("utf-8")
-            obj = json.loads(line)
-            if "note" in obj:
-                key_id, signature = _note_signature(obj["note"])
-                expected = {**obj, "key_id": key_id, "signature": signature}
-            else:
-                expected = {"seq": obj["seq"],
-                            "entry_b64": b64(base64.b64decode(obj["entry_b64"], validate=True)),
-                            "leaf_hash": b64(base64.b64decode(obj["leaf_hash"], validate=True))}
-            exact = _line(expected) == line
-        except (ValueError, TypeError, KeyError, binascii.Error, AttributeError):
-            exact = False
-            line = ""
-        if not exact:
-            problems.append(Problem(None, "export_not_exact",
-                                    f"line {number} is not exactly as the broker exports it"))
-        yield line
-
-
-def verify_export_file(
-    lines: Iterable[bytes], verifier: Verifier | Iterable[Verifier]
-) -> VerifyReport:
-    """Verify an export offline with only the checkpoint verifier key: the entries, the
-    final signed checkpoint, and that every line is byte for byte as exported."""
-    strict: list[Problem] = []
-    report = verify_export(_strict_lines(lines, strict), verifier)
-    if strict:
-        report.problems.extend(strict)
-        report.ok = False
-    return report
-
-
-# --- Live verification ---
-
-
-@dataclass(frozen=True, slots=True)
-class LiveReport:
-    ok: bool
-    size: int
-    root: bytes
-    checked_at: datetime
-    problems: list[Problem]
-    first_bad_seq: int | None
-
-    def as_dict(self) -> dict[str, Any]:
-        return {
-            "ok": self.ok,
-            "size": self.size,
-            "root_hash": b64(self.root),
-            "checked_at": rfc3339(self.checked_at),
-            "problems": [p.as_dict() for p in self.problems],
-            "first_bad_seq": self.first_bad_seq,
-        }
-
-
-class _Forward:
-    """Forward-only lookup by index over a stream of (index, hash) sorted by index."""
-
-    def __init__(self, stream: Iterable[tuple[int, bytes]]) -> None:
-        self._stream = iter(stream)
-        self._current = next(self._stream, None)
-
-    def take(self, index: int) -> bytes | None:
-        while self._current is not None and self._current[0] < index:
-            self._current = next(self._stream, None)
-        if self._current is not None and self._current[0] == index:
-            return self._current[1]
-        return None
-
-
-def _level(conn: Connection, level: int, count: int) -> Iterator[tuple[int, bytes]]:
-    """Stored hashes of one tree level (0: leaf hashes) below index `count`, in order."""
-    if level == 0:
-        index, hashed = audit_entry.c.seq, audit_entry.c.leaf_hash
-        table_filter = None
-    else:
-        index, hashed = audit_node.c.idx, audit_node.c.hash
-        table_filter = audit_node.c.level == level
-    after = -1
-    while True:
-        query = select(index, hashed).where(index > after, index < count)
-        if table_filter is not None:
-            query = query.where(table_filter)
-        rows = conn.execute(query.order_by(index).limit(PAGE)).all()
-        yield from ((int(i), bytes(h)) for i, h in rows)
-        if len(rows) < PAGE:
-            return
-        after = int(rows[-1][0])
-
-
-def node_problems(conn: Connection, size: int) -> list[Problem]:
-    """Check the stored tree nodes: each is the hash of its two stored children (leaves
-    at level 1), none is missing, and none lies beyond the log. One pass per level."""
-    problems: list[Problem] = []
-    level = 1
-    while size >> level and len(problems) < MAX_NODE_PROBLEMS:
-        count = size >> level
-        children = _Forward(_level(conn, level - 1, count * 2))
-        stored = _Forward(_level(conn, level, count))
-        for index in range(count):
-            left, right = children.take(2 * index), children.take(2 * index + 1)
-            node = stored.take(index)
-            first, last = index << level, ((index + 1) << level) - 1
-            if node is None:
-                # The appender writes a node with the entry that completes it: name that one.
-                problems.append(Problem(last, "node_missing",
-                                        f"tree node ({level}, {index}) over seq {first}..{last} "
-                                        f"is missing: entry {last} was not written by the "
-                                        "appender, or the node was removed"))
-            elif left is not None and right is not None and merkle.node_hash(left, right) != node:
-                # Either child may have changed (with its hash fixed up): name the range only.
-                problems.append(Problem(None, "node_mismatch",
-                                        f"tree node ({level}, {index}) does not match seq "
-                                        f"{first}..{last}: an entry there or the node changed"))
-            if len(problems) >= MAX_NODE_PROBLEMS:
-                break
-        level += 1
-    rows = conn.execute(
-        select(audit_node.c.level, func.max(audit_node.c.idx)).group_by(audit_node.c.level)
-    ).all()
-    for node_level, highest in rows:
-        if int(highest) >= size >> int(node_level):
-            problems.append(Problem(size, "node_beyond_log",
-                                    f"tree nodes of level {node_level} cover entries beyond the "
-                                    f"log's {size}: entries from seq {size} on were removed"))
-            break
-    return problems
-
-
-class _Displacements:
-    """Spots an entry stored at a later position than its own seq, and tells a replayed
-    copy (same bytes as the row at its seq: the later row is bad, as `verify_log` says)
-    from an insertion or reordering (another entry holds its seq: the log goes wrong there)."""
-
-    def __init__(self, conn: Connection) -> None:
-        self.conn = conn
-        self.problems: list[Problem] = []
-
-    def watch(
-        self, rows: Iterable[tuple[int, bytes, bytes]]
-    ) -> Iterator[tuple[int, bytes, bytes]]:
-        for seq, data, leaf in rows:
-            inner = entry_seq(data)
-            if inner is not None and inner < seq and len(self.problems) < MAX_NODE_PROBLEMS:
-                self._check(seq, inner, data)
-            yield seq, data, leaf
-
-    def _check(self, seq: int, inner: int, data: bytes) -> None:
-        other = self.conn.execute(
-            select(audit_entry.c.bytes).where(audit_entry.c.seq == inner)
-        ).scalar()
-        if other is not None and bytes(other) != data:
-            self.problems.append(Problem(inner, "entry_displaced",
-                                         f"the entry stored at seq {seq} is entry {inner}, and "
-                                         f"another entry holds seq {inner}: an entry was "
-                                         f"inserted or moved there"))
-
-
-def verify_live(engine: Engine, signer: CheckpointSigner) -> LiveReport:
-    """Verify the live log: every entry, stored checkpoint, tree node, and the signer's last
-    signed head (kept apart from the database), naming the first entry that fails."""
-    checked_at = utcnow()
-    extra: list[Problem] = []
-    try:
-        remembered = signer.remembered()
-    except CheckpointRefused as exc:
-        remembered = None
-        extra.append(Problem(None, "signer_state_unreadable", exc.detail))
-    with engine.connect() as conn:
-        size = tree_size(conn)
-        stored = all_checkpoints(conn)
-        notes: list[Checkpoint | str] = [c.note for c in stored]
-        if remembered is not None and remembered.origin == signer.origin:
-            notes.append(Checkpoint(remembered.origin, remembered.size, remembered.root))
-        displaced = _Displacements(conn)
-        report = verify_log(
-            displaced.watch(entry_rows(conn, size)), notes, signer.verifiers(), signer.origin
-        )
-        extra.extend(displaced.problems)
-        extra.extend(node_problems(conn, size))
-    signed_sizes = [c.size for c in stored] + ([remembered.size] if remembered else [])
-    if signed_sizes and max(signed_sizes) > report.size:
-        extra.append(Problem(report.size, "entries_missing",
-                             f"checkpoints sign {max(signed_sizes)} entries, the log holds "
-                             f"{report.size}: entries from seq {report.size} on are missing"))
-    if stored and remembered and stored[-1].size < remembered.size:
-        extra.append(Problem(None, "checkpoint_replayed",
-                             f"the latest stored checkpoint ({stored[-1].size} entries) is older "
-                             f"than the last one signed ({remembered.size})"))
-    problems = report.problems + extra
-    seqs = [p.seq for p in problems if p.seq is not None]
-    return LiveReport(
-        ok=not problems,
-        size=report.size,
-        root=report.root,
-        checked_at=checked_at,
-        problems=problems,
-        first_bad_seq=min(seqs) if seqs else None,
-    )

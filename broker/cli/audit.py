@@ -17,7 +17,9 @@ from pathlib import Path
 from typing import Any
 
 from broker import migrate
-from broker.audit.reads import b64, verify_export_file, verify_live
+from broker.audit.export import verify_export_file
+from broker.audit.integrity import verify_live
+from broker.audit.reads import b64
 from broker.audit.signer import CheckpointSigner
 from broker.core.checkpoint import CheckpointInvalid, Verifier, parse_verifier_key
 from broker.db import make_engine

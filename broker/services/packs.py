@@ -13,8 +13,8 @@ from pathlib import Path
 
 from sqlalchemy import Connection, select
 
+from broker.audit.appender import AuditLog
 from broker.audit.drafts import draft
-from broker.audit.store import AuditLog
 from broker.auth.actors import Actor, system_actor
 from broker.clock import utcnow
 from broker.core.policy.evaluate import CompiledPolicy

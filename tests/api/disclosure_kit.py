@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from broker.audit import reads as service
+from broker.audit import integrity
 from broker.audit.tables import audit_entry, tree_size
 from broker.core.entry import Entry, decode_entry
 from broker.runtime import Runtime
@@ -105,5 +105,5 @@ def entries_since(runtime: Runtime, seq: int) -> list[Entry]:
 
 
 def log_verifies(runtime: Runtime) -> bool:
-    report = service.verify_live(runtime.engine, runtime.audit.signer)
+    report = integrity.verify_live(runtime.engine, runtime.audit.signer)
     return bool(report.ok)

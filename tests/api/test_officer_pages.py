@@ -13,7 +13,7 @@ from fastapi.testclient import TestClient
 
 from broker import officer
 from broker.app import create_app
-from broker.audit import reads as service
+from broker.audit import reads
 from broker.auth.clients import revoke_client
 from broker.officer.web import SESSION_COOKIE
 from broker.runtime import Runtime
@@ -71,8 +71,8 @@ def signed_in(pages: TestClient, officer_login: tuple[str, str]) -> TestClient:
 
 
 def last_entry(runtime: Runtime) -> dict[str, Any]:
-    items, _ = service.list_entries(runtime.engine, service.Scope.everything(),
-                                    service.EntryFilter(), limit=1, cursor=None)
+    items, _ = reads.list_entries(runtime.engine, reads.Scope.everything(),
+                                  reads.EntryFilter(), limit=1, cursor=None)
     return items[0]
 
 
@@ -271,7 +271,7 @@ def test_log_filters_by_action_outcome_and_organisation(
         "outcome": "refused", "filtered": "1", "hide_reads": "1"}).text)
     assert len(refused) == 1
     assert last_entry(runtime)["objects"] == {"read": "officer_log", "outcome": "refused"}
-    refusal = service.get_entry(runtime.engine, service.Scope.everything(), refused[0])
+    refusal = reads.get_entry(runtime.engine, reads.Scope.everything(), refused[0])
     assert refusal["entry"]["org"] == "woningcorporatie"
     disclosures = seqs_on(signed_in.get("/officer/log", params={
         "action": "disclosure", "outcome": "granted", "filtered": "1"}).text)
@@ -375,9 +375,9 @@ def test_officer_approves_a_reidentification_with_a_reason(
     assert approved.status_code == 303
     after = signed_in.get(approved.headers["location"])
     assert "goedgekeurd" in after.text and "Sluiting voorbereid" in after.text
-    decided = service.list_entries(runtime.engine, service.Scope.everything(),
-                                   service.EntryFilter(action="reidentification_decided"),
-                                   limit=1, cursor=None)[0][0]
+    decided = reads.list_entries(runtime.engine, reads.Scope.everything(),
+                                 reads.EntryFilter(action="reidentification_decided"),
+                                 limit=1, cursor=None)[0][0]
     assert decided["outcome"] == "granted" and decided["objects"]["approved"] is True
     again = signed_in.post(f"/officer/reidentifications/{rid}/decision", data={
         "decision": "refuse", "reason": "Toch niet.", "csrf": csrf_of(page.text)})

@@ -13,8 +13,8 @@ import sys
 import threading
 from pathlib import Path
 
+from broker.audit.appender import AuditLog
 from broker.audit.signer import CheckpointSigner
-from broker.audit.store import AuditLog
 from broker.db import make_engine
 from broker.keys import load_key_ring
 from broker.settings import Settings

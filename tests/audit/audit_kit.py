@@ -19,9 +19,9 @@ from typing import Any
 import psycopg
 from sqlalchemy import Engine, event, text
 
-from broker.audit.reads import LiveReport, verify_live
+from broker.audit.appender import AuditLog
+from broker.audit.integrity import LiveReport, verify_live
 from broker.audit.signer import STATE_FILE, CheckpointSigner
-from broker.audit.store import AuditLog
 from broker.audit.tables import INSERT_ONLY
 from broker.db import is_sqlite, make_engine
 from broker.keys import KeyRing

@@ -14,7 +14,7 @@ from sqlalchemy import text
 
 from broker.api.routes import audit as audit_api
 from broker.app import create_app
-from broker.audit.reads import verify_export_file
+from broker.audit.export import verify_export_file
 from broker.core import merkle
 from broker.core.checkpoint import open_checkpoint, parse_verifier_key, verify_receipt
 from broker.runtime import Runtime

@@ -14,8 +14,10 @@ from typing import Any
 import pytest
 from sqlalchemy import Connection, event, text
 
+from broker.audit.appender import AuditLog
+from broker.audit.encoding import pre_encode
+from broker.audit.pending import Pending
 from broker.audit.signer import LOCK_FILE
-from broker.audit.store import AuditLog, _Unit, pre_encode
 from broker.clock import utcnow
 from broker.core.entry import decode_entry, subject_tag
 from broker.core.merkle import leaf_hash
@@ -510,10 +512,10 @@ def test_rows_that_fail_in_a_batch_fail_only_their_own_act(make_log: MakeLog) ->
     table = policy_version
     env.log.record(draft(0), rows=[(table, [_policy_row("h1")])])
     units = [
-        _Unit(draft(1), None, (), [(table, [_policy_row("h2")])]),
-        _Unit(draft(2), None, (), [(table, [_policy_row("h1")])]),  # h1 exists: refused
-        _Unit(draft(3), None, ()),
-        _Unit(draft(4), None, (), [(table, [_policy_row("h3"), _policy_row("h4")])]),
+        Pending(draft(1), None, (), [(table, [_policy_row("h2")])]),
+        Pending(draft(2), None, (), [(table, [_policy_row("h1")])]),  # h1 exists: refused
+        Pending(draft(3), None, ()),
+        Pending(draft(4), None, (), [(table, [_policy_row("h3"), _policy_row("h4")])]),
     ]
     for unit in units:
         pre_encode(unit, ORIGIN)

@@ -11,7 +11,8 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from broker.audit.reads import export_lines, verifier_key_text, verify_export_file
+from broker.audit.export import export_lines, verify_export_file
+from broker.audit.reads import verifier_key_text
 from broker.cli import main
 from broker.core.checkpoint import Verifier, parse_verifier_key
 from tests.audit.audit_kit import ORIGIN, LogEnv

@@ -23,8 +23,9 @@ from hypothesis import strategies as st
 from sqlalchemy import text
 from sqlalchemy.exc import DBAPIError
 
+from broker.audit.appender import AuditLog
+from broker.audit.integrity import LiveReport
 from broker.audit.reads import (
-    LiveReport,
     Scope,
     checkpoint_follows,
     consistency,
@@ -32,7 +33,6 @@ from broker.audit.reads import (
     receipt,
 )
 from broker.audit.signer import CheckpointRefused
-from broker.audit.store import AuditLog
 from broker.audit.tables import APP_ROLE, INSERT_ONLY
 from broker.core import merkle
 from broker.core.checkpoint import (

@@ -16,7 +16,10 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from sqlalchemy import Engine
 
-from broker.audit.store import _Driver, _splice, _SubjectKeys, _Unit, pre_encode
+from broker.audit.driver import Driver
+from broker.audit.encoding import pre_encode, splice
+from broker.audit.pending import Pending
+from broker.audit.writes import SubjectKeys
 from broker.core.entry import Entry, decode_entry, format_time, subject_tag
 from broker.core.merkle import leaf_hash
 from broker.db import write_transaction
@@ -45,7 +48,7 @@ def drafts(draw: st.DrawFn) -> tuple[dict[str, Any], list[bytes]]:
     return draft, draw(st.lists(tokens, max_size=3))
 
 
-def _tags_named(data: bytes, entry_id: str, keys: _SubjectKeys,
+def _tags_named(data: bytes, entry_id: str, keys: SubjectKeys,
                 subjects: set[bytes]) -> dict[str, Any]:
     """The stored entry as a dict, each tag replaced by its token (hex); loose tags must be
     sorted as stored."""
@@ -88,13 +91,13 @@ def test_a_spliced_entry_is_the_drafts_entry(
     draft, loose = drawn
     moment = datetime(2026, 11, 28, 12, 0, 0, 123456, tzinfo=UTC)
     stamp = format_time(moment)
-    unit = _Unit(draft, None, tuple(loose))
+    unit = Pending(draft, None, tuple(loose))
     pre_encode(unit, ORIGIN)
     assert unit.pre is not None
     subjects = set(loose) | {t for item in draft["items"] for t in item["subjects"]}
     with write_transaction(engine) as conn:
-        keys = _SubjectKeys(_Driver(conn), [unit])
-        built = _splice(unit, unit.pre, seq, moment, stamp, keys)
+        keys = SubjectKeys(Driver(conn), [unit])
+        built = splice(unit, unit.pre, seq, moment, stamp, keys)
         conn.rollback()
     data = built.entry_row["bytes"]
     assert built.entry_row["seq"] == seq

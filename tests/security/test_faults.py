@@ -32,7 +32,7 @@ from fastapi.testclient import TestClient
 from sqlalchemy import Connection, Engine, event, inspect, select, text
 
 from broker import migrate
-from broker.audit import reads as service
+from broker.audit import integrity
 from broker.audit.tables import audit_entry
 from broker.db import make_engine
 from broker.runtime import Runtime
@@ -64,7 +64,7 @@ def table_names(engine: Engine) -> set[str]:
 
 
 def verifies(runtime: Runtime) -> bool:
-    return bool(service.verify_live(runtime.engine, runtime.audit.signer).ok)
+    return bool(integrity.verify_live(runtime.engine, runtime.audit.signer).ok)
 
 
 # --- row 39: kill -9 under load --------------------------------------------------------------
@@ -247,7 +247,7 @@ def test_100_concurrent_disclosures_get_distinct_gap_free_seqs(
 def test_a_clock_jumping_back_keeps_seq_order_and_utc(runtime: Runtime) -> None:
     from datetime import UTC, datetime, timedelta
 
-    from broker.audit.store import AuditLog
+    from broker.audit.appender import AuditLog
     from broker.auth.actors import system_actor
     from broker.core.entry import decode_entry
 

@@ -20,7 +20,9 @@ from pydantic import BaseModel, Field
 
 from broker.api.deps import RequestIdDep, RuntimeDep
 from broker.api.routing import StrictJSONRoute
-from broker.audit import reads as service
+from broker.audit import reads
+from broker.audit.export import export_lines
+from broker.audit.integrity import verify_live
 from broker.auth.actors import client_actor
 from broker.auth.deps import Caller, CallerDep, require
 from broker.core.entry import MAX_SAFE_INTEGER, Action
@@ -92,10 +94,10 @@ class VerifyOut(BaseModel):
     first_bad_seq: int | None
 
 
-def _scope(caller: Caller) -> service.Scope:
+def _scope(caller: Caller) -> reads.Scope:
     if "privacy_officer" in caller.roles:
-        return service.Scope.everything()
-    return service.Scope(caller.org)
+        return reads.Scope.everything()
+    return reads.Scope(caller.org)
 
 
 def _record_read(
@@ -131,17 +133,17 @@ def list_entries(
 ) -> dict[str, Any]:
     """Entries newest first, filtered, in pages of `limit` with an opaque `cursor`."""
     if action is not None and action not in ACTIONS:
-        raise service.invalid(("query", "action"), "not an audit action")
+        raise reads.invalid(("query", "action"), "not an audit action")
     if cursor:
-        service.decode_cursor(cursor)
-    filters = service.EntryFilter(action=action, org=org, purpose=purpose, since=since,
-                                  until=until)
+        reads.decode_cursor(cursor)
+    filters = reads.EntryFilter(action=action, org=org, purpose=purpose, since=since,
+                                until=until)
     _record_read(runtime, caller, request_id, {
         "read": "entries", "action": action, "org": org, "purpose": purpose,
         "since": since.isoformat() if since else None,
         "until": until.isoformat() if until else None,
     })
-    items, next_cursor = service.list_entries(
+    items, next_cursor = reads.list_entries(
         runtime.engine, _scope(caller), filters, limit=limit, cursor=cursor
     )
     return {"items": items, "next_cursor": next_cursor}
@@ -153,7 +155,7 @@ def get_entry(
 ) -> dict[str, Any]:
     """One entry: its fields, its canonical bytes (base64) and its leaf hash; to a partner
     whose view of it is trimmed, `redacted: true` and neither bytes nor leaf hash."""
-    entry = service.get_entry(runtime.engine, _scope(caller), seq)
+    entry = reads.get_entry(runtime.engine, _scope(caller), seq)
     _record_read(runtime, caller, request_id, {"read": "entry", "seq": seq})
     return entry
 
@@ -163,7 +165,7 @@ def get_receipt(
     seq: Seq, runtime: RuntimeDep, caller: Reader, request_id: RequestIdDep
 ) -> PlainTextResponse:
     """The C2SP tlog-proof of the entry against the latest checkpoint: offline evidence."""
-    text = service.receipt(runtime.engine, runtime.audit.signer, _scope(caller), seq)
+    text = reads.receipt(runtime.engine, runtime.audit.signer, _scope(caller), seq)
     _record_read(runtime, caller, request_id, {"read": "receipt", "seq": seq})
     return PlainTextResponse(text)
 
@@ -173,15 +175,15 @@ def get_checkpoint(
     runtime: RuntimeDep, caller: CallerDep, request_id: RequestIdDep
 ) -> dict[str, Any]:
     """The latest signed checkpoint, as JSON and as its C2SP signed note."""
-    checkpoint = service.current_checkpoint(runtime.engine, runtime.audit.signer)
+    checkpoint = reads.current_checkpoint(runtime.engine, runtime.audit.signer)
     _record_read(runtime, caller, request_id, {"read": "checkpoint"})
-    return service.checkpoint_view(runtime.audit.signer.origin, checkpoint)
+    return reads.checkpoint_view(runtime.audit.signer.origin, checkpoint)
 
 
 @router.get("/checkpoint-key", response_class=PlainTextResponse)
 def get_checkpoint_key(runtime: RuntimeDep) -> PlainTextResponse:
     """The C2SP note verifier key of the checkpoint signer (no token: anyone may check)."""
-    return PlainTextResponse(service.verifier_key_text(runtime.audit.signer))
+    return PlainTextResponse(reads.verifier_key_text(runtime.audit.signer))
 
 
 @router.get("/proofs/inclusion", response_model=InclusionOut)
@@ -189,7 +191,7 @@ def get_inclusion_proof(
     seq: Size, size: Size, runtime: RuntimeDep, caller: CallerDep, request_id: RequestIdDep
 ) -> dict[str, Any]:
     """The RFC 9162 inclusion proof of entry `seq` in the tree of `size` entries."""
-    proof = service.inclusion(runtime.engine, seq, size)
+    proof = reads.inclusion(runtime.engine, seq, size)
     _record_read(runtime, caller, request_id, {"read": "inclusion_proof", "seq": seq,
                                                "size": size})
     return proof
@@ -204,7 +206,7 @@ def get_consistency_proof(
     to: Size,
 ) -> dict[str, Any]:
     """The RFC 9162 consistency proof from the tree of `from` entries to that of `to`."""
-    proof = service.consistency(runtime.engine, first, to)
+    proof = reads.consistency(runtime.engine, first, to)
     _record_read(runtime, caller, request_id, {"read": "consistency_proof", "from": first,
                                                "to": to})
     return proof
@@ -214,7 +216,7 @@ def get_consistency_proof(
 def verify(runtime: RuntimeDep, caller: Officer, request_id: RequestIdDep) -> dict[str, Any]:
     """Verify the whole live log now, naming the first entry that fails."""
     _record_read(runtime, caller, request_id, {"read": "verify"})
-    return service.verify_live(runtime.engine, runtime.audit.signer).as_dict()
+    return verify_live(runtime.engine, runtime.audit.signer).as_dict()
 
 
 @router.get("/export", response_class=StreamingResponse)
@@ -222,6 +224,6 @@ def export(runtime: RuntimeDep, caller: Officer, request_id: RequestIdDep) -> St
     """The whole log as JSON Lines, ending with the latest checkpoint; verifiable offline
     with `broker audit verify FILE` and the checkpoint key."""
     _record_read(runtime, caller, request_id, {"read": "export"})
-    lines = service.export_lines(runtime.engine, runtime.audit.signer)
+    lines = export_lines(runtime.engine, runtime.audit.signer)
     return StreamingResponse(lines, media_type="application/jsonl")
 
