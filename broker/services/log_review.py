@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from datetime import date, timedelta
 from typing import Any, Final
 
-from broker.audit import reads as service
+from broker.audit import reads
 from broker.core import merkle
 from broker.core.checkpoint import CheckpointInvalid, open_checkpoint
 from broker.core.policy.load import Pack
@@ -42,9 +42,9 @@ class LogQuery:
     until: date | None = None
     hide_reads: bool = False
 
-    def entry_filter(self) -> service.EntryFilter:
+    def entry_filter(self) -> reads.EntryFilter:
         """The filters the audit service applies in SQL (dates as Dutch calendar days)."""
-        return service.EntryFilter(
+        return reads.EntryFilter(
             action=self.action,
             org=self.org,
             purpose=self.purpose,
@@ -84,8 +84,8 @@ def log_page(runtime: Runtime, reader: Reader, query: LogQuery, *, cursor: str |
     items: list[dict[str, Any]] = []
     scanned = 0
     while scanned < SCAN_LIMIT:
-        batch, after = service.list_entries(
-            runtime.engine, service.Scope.everything(), filters, limit=_FETCH, cursor=cursor
+        batch, after = reads.list_entries(
+            runtime.engine, reads.Scope.everything(), filters, limit=_FETCH, cursor=cursor
         )
         for index, view in enumerate(batch):
             scanned += 1
@@ -93,7 +93,7 @@ def log_page(runtime: Runtime, reader: Reader, query: LogQuery, *, cursor: str |
                 items.append(view)
                 if len(items) == limit:
                     more = index < len(batch) - 1 or after is not None
-                    next_cursor = service.encode_cursor(view["seq"]) if more else None
+                    next_cursor = reads.encode_cursor(view["seq"]) if more else None
                     return LogPage(items, next_cursor, False, scanned)
         if after is None:
             return LogPage(items, None, False, scanned)
@@ -144,15 +144,15 @@ def prove(runtime: Runtime, seq: int, data: bytes, stored_leaf: bytes) -> Proof:
     """Check the entry's bytes against the latest checkpoint (signed now if none covers it):
     its leaf hash, the checkpoint's signature, and the RFC 9162 inclusion proof."""
     signer = runtime.audit.signer
-    checkpoint = service.checkpoint_covering(runtime.engine, signer, seq + 1)
-    shown = service.checkpoint_view(signer.origin, checkpoint)
+    checkpoint = reads.checkpoint_covering(runtime.engine, signer, seq + 1)
+    shown = reads.checkpoint_view(signer.origin, checkpoint)
     leaf = merkle.leaf_hash(data)
     try:
         opened = open_checkpoint(checkpoint.note, signer.verifiers(), signer.origin)
         signature_ok = (opened.size, opened.root) == (checkpoint.size, checkpoint.root)
     except CheckpointInvalid:
         signature_ok = False
-    proof = service.inclusion(runtime.engine, seq, checkpoint.size)
+    proof = reads.inclusion(runtime.engine, seq, checkpoint.size)
     hashes = [base64.b64decode(h) for h in proof["hashes"]]
     return Proof(
         size=checkpoint.size,
@@ -170,7 +170,7 @@ def entry_detail(runtime: Runtime, reader: Reader, seq: int) -> EntryDetail:
     """One entry in full, its items' rules from the pack version it names, and its proof
     (the read recorded first)."""
     record_read(runtime, reader, {"read": "officer_entry", "seq": seq})
-    got = service.get_entry(runtime.engine, service.Scope.everything(), seq)
+    got = reads.get_entry(runtime.engine, reads.Scope.everything(), seq)
     view: dict[str, Any] = got["entry"]
     proof = prove(runtime, seq, base64.b64decode(got["entry_b64"]),
                   base64.b64decode(got["leaf_hash"]))

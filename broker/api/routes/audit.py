@@ -21,13 +21,12 @@ from pydantic import BaseModel, Field
 from broker.api.deps import RequestIdDep, RuntimeDep
 from broker.api.routing import StrictJSONRoute
 from broker.audit import reads
-from broker.audit.export import export_lines
-from broker.audit.integrity import verify_live
-from broker.auth.actors import client_actor
+from broker.auth.actors import actor_of
 from broker.auth.deps import Caller, CallerDep, require
 from broker.core.entry import MAX_SAFE_INTEGER, Action
 from broker.runtime import Runtime
 from broker.schemas import Rfc3339DateTime
+from broker.services import log_reads
 
 router = APIRouter(route_class=StrictJSONRoute, prefix="/v1/audit", tags=["audit"])
 
@@ -94,28 +93,10 @@ class VerifyOut(BaseModel):
     first_bad_seq: int | None
 
 
-def _scope(caller: Caller) -> reads.Scope:
-    if "privacy_officer" in caller.roles:
-        return reads.Scope.everything()
-    return reads.Scope(caller.org)
-
-
-def _record_read(
-    runtime: Runtime, caller: Caller, request_id: str | None, what: dict[str, Any]
-) -> None:
-    """Record the read before anything of the log leaves (fail closed: 503 if it cannot)."""
-    actor = client_actor(
-        runtime.keys, client_id=caller.client_id, org=caller.org, roles=caller.roles,
-        acting_user=caller.acting_user,
-    )
-    runtime.audit.record({
-        "action": "audit_read",
-        "outcome": "granted",
-        "reason": None,
-        "actor": actor.as_entry(),
-        "request_id": request_id,
-        "objects": {k: v for k, v in what.items() if v is not None},
-    })
+def _reader(runtime: Runtime, caller: Caller, request_id: str | None) -> log_reads.LogReader:
+    scope = (reads.Scope.everything() if "privacy_officer" in caller.roles
+             else reads.Scope(caller.org))
+    return log_reads.LogReader(actor_of(runtime.keys, caller), scope, request_id)
 
 
 @router.get("/entries", response_model=AuditEntryPage)
@@ -134,18 +115,10 @@ def list_entries(
     """Entries newest first, filtered, in pages of `limit` with an opaque `cursor`."""
     if action is not None and action not in ACTIONS:
         raise reads.invalid(("query", "action"), "not an audit action")
-    if cursor:
-        reads.decode_cursor(cursor)
     filters = reads.EntryFilter(action=action, org=org, purpose=purpose, since=since,
                                 until=until)
-    _record_read(runtime, caller, request_id, {
-        "read": "entries", "action": action, "org": org, "purpose": purpose,
-        "since": since.isoformat() if since else None,
-        "until": until.isoformat() if until else None,
-    })
-    items, next_cursor = reads.list_entries(
-        runtime.engine, _scope(caller), filters, limit=limit, cursor=cursor
-    )
+    items, next_cursor = log_reads.list_entries(
+        runtime, _reader(runtime, caller, request_id), filters, limit=limit, cursor=cursor)
     return {"items": items, "next_cursor": next_cursor}
 
 
@@ -155,9 +128,7 @@ def get_entry(
 ) -> dict[str, Any]:
     """One entry: its fields, its canonical bytes (base64) and its leaf hash; to a partner
     whose view of it is trimmed, `redacted: true` and neither bytes nor leaf hash."""
-    entry = reads.get_entry(runtime.engine, _scope(caller), seq)
-    _record_read(runtime, caller, request_id, {"read": "entry", "seq": seq})
-    return entry
+    return log_reads.entry(runtime, _reader(runtime, caller, request_id), seq)
 
 
 @router.get("/entries/{seq}/receipt", response_class=PlainTextResponse)
@@ -165,9 +136,8 @@ def get_receipt(
     seq: Seq, runtime: RuntimeDep, caller: Reader, request_id: RequestIdDep
 ) -> PlainTextResponse:
     """The C2SP tlog-proof of the entry against the latest checkpoint: offline evidence."""
-    text = reads.receipt(runtime.engine, runtime.audit.signer, _scope(caller), seq)
-    _record_read(runtime, caller, request_id, {"read": "receipt", "seq": seq})
-    return PlainTextResponse(text)
+    return PlainTextResponse(log_reads.receipt(runtime, _reader(runtime, caller, request_id),
+                                               seq))
 
 
 @router.get("/checkpoint", response_model=CheckpointOut)
@@ -175,9 +145,7 @@ def get_checkpoint(
     runtime: RuntimeDep, caller: CallerDep, request_id: RequestIdDep
 ) -> dict[str, Any]:
     """The latest signed checkpoint, as JSON and as its C2SP signed note."""
-    checkpoint = reads.current_checkpoint(runtime.engine, runtime.audit.signer)
-    _record_read(runtime, caller, request_id, {"read": "checkpoint"})
-    return reads.checkpoint_view(runtime.audit.signer.origin, checkpoint)
+    return log_reads.checkpoint(runtime, _reader(runtime, caller, request_id))
 
 
 @router.get("/checkpoint-key", response_class=PlainTextResponse)
@@ -191,10 +159,7 @@ def get_inclusion_proof(
     seq: Size, size: Size, runtime: RuntimeDep, caller: CallerDep, request_id: RequestIdDep
 ) -> dict[str, Any]:
     """The RFC 9162 inclusion proof of entry `seq` in the tree of `size` entries."""
-    proof = reads.inclusion(runtime.engine, seq, size)
-    _record_read(runtime, caller, request_id, {"read": "inclusion_proof", "seq": seq,
-                                               "size": size})
-    return proof
+    return log_reads.inclusion(runtime, _reader(runtime, caller, request_id), seq, size)
 
 
 @router.get("/proofs/consistency", response_model=ConsistencyOut)
@@ -206,24 +171,19 @@ def get_consistency_proof(
     to: Size,
 ) -> dict[str, Any]:
     """The RFC 9162 consistency proof from the tree of `from` entries to that of `to`."""
-    proof = reads.consistency(runtime.engine, first, to)
-    _record_read(runtime, caller, request_id, {"read": "consistency_proof", "from": first,
-                                               "to": to})
-    return proof
+    return log_reads.consistency(runtime, _reader(runtime, caller, request_id), first, to)
 
 
 @router.get("/verify", response_model=VerifyOut)
 def verify(runtime: RuntimeDep, caller: Officer, request_id: RequestIdDep) -> dict[str, Any]:
     """Verify the whole live log now, naming the first entry that fails."""
-    _record_read(runtime, caller, request_id, {"read": "verify"})
-    return verify_live(runtime.engine, runtime.audit.signer).as_dict()
+    return log_reads.verify(runtime, _reader(runtime, caller, request_id))
 
 
 @router.get("/export", response_class=StreamingResponse)
 def export(runtime: RuntimeDep, caller: Officer, request_id: RequestIdDep) -> StreamingResponse:
     """The whole log as JSON Lines, ending with the latest checkpoint; verifiable offline
     with `broker audit verify FILE` and the checkpoint key."""
-    _record_read(runtime, caller, request_id, {"read": "export"})
-    lines = export_lines(runtime.engine, runtime.audit.signer)
+    lines = log_reads.export(runtime, _reader(runtime, caller, request_id))
     return StreamingResponse(lines, media_type="application/jsonl")
 
