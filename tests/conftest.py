@@ -16,6 +16,8 @@ from pathlib import Path
 import psycopg
 import pytest
 from fastapi.testclient import TestClient
+from hypothesis import HealthCheck
+from hypothesis import settings as hypothesis_settings
 from sqlalchemy import Engine
 
 from broker import migrate
@@ -28,7 +30,23 @@ from tests.pgcluster import start_cluster
 
 REPO = Path(__file__).resolve().parent.parent
 DEMO_PACK = REPO / "policies" / "ondermijning"
-PG_TEMPLATE = "sluis_template"
+# Each xdist worker migrates its own template, so workers sharing one server
+# (`BROKER_TEST_POSTGRES_URL`) never drop or clone each other's.
+PG_TEMPLATE = "sluis_template_" + os.environ.get("PYTEST_XDIST_WORKER", "main")
+
+# CI runs property tests with fewer examples. The profile is loaded before the test modules
+# are imported, so a test's own `settings(...)` keeps what it names (its max_examples) and
+# takes the rest from here: a busy runner fails neither on the per-example deadline nor on
+# slow data generation, and a failure prints the blob that replays it.
+hypothesis_settings.register_profile(
+    "ci",
+    max_examples=40,
+    deadline=None,
+    suppress_health_check=[HealthCheck.too_slow],
+    print_blob=True,
+)
+if os.environ.get("CI") == "true":
+    hypothesis_settings.load_profile("ci")
 
 
 def _plain_pg_url(url: str) -> str:

@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 DEFAULT_BINDIR = "/usr/lib/postgresql/15/bin"
+PORT_ATTEMPTS = 5
 
 
 def _free_port() -> int:
@@ -71,11 +72,10 @@ def start_cluster(*, fsync: bool = False) -> Cluster:
         shutil.chown(directory, user=user)
     os.chmod(directory, 0o700)
     cluster = Cluster(directory, _free_port(), bindir, user)
-    data = directory / "data"
     cluster._run(
         "initdb",
         "-D",
-        str(data),
+        str(directory / "data"),
         "-A",
         "trust",
         "-U",
@@ -85,22 +85,19 @@ def start_cluster(*, fsync: bool = False) -> Cluster:
         "--no-sync",
         "--locale=C",
     )
-    options = f"-h 127.0.0.1 -p {cluster.port} -k {directory} -c max_connections=300"
-    if not fsync:
-        options += " -c fsync=off -c synchronous_commit=off -c full_page_writes=off"
-    cluster._run(
-        "pg_ctl",
-        "-D",
-        str(data),
-        "-o",
-        options,
-        "-l",
-        str(directory / "log"),
-        "-w",
-        "-t",
-        "60",
-        "start",
-    )
+    # Another process (a parallel test worker) may take the port between our choice and
+    # the server's bind; then the server exits, and we try another free port.
+    for attempt in range(1, PORT_ATTEMPTS + 1):
+        try:
+            _start(cluster, fsync=fsync)
+            break
+        except subprocess.CalledProcessError:
+            if attempt == PORT_ATTEMPTS:
+                log = directory / "log"
+                detail = log.read_text(errors="replace") if log.exists() else ""
+                cluster.stop()
+                raise RuntimeError("PostgreSQL did not start:\n" + detail) from None
+            cluster.port = _free_port()
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline:
         with socket.socket() as sock:
@@ -109,3 +106,22 @@ def start_cluster(*, fsync: bool = False) -> Cluster:
         time.sleep(0.1)
     cluster.stop()
     raise RuntimeError("PostgreSQL did not start")
+
+
+def _start(cluster: Cluster, *, fsync: bool) -> None:
+    options = f"-h 127.0.0.1 -p {cluster.port} -k {cluster.directory} -c max_connections=300"
+    if not fsync:
+        options += " -c fsync=off -c synchronous_commit=off -c full_page_writes=off"
+    cluster._run(
+        "pg_ctl",
+        "-D",
+        str(cluster.directory / "data"),
+        "-o",
+        options,
+        "-l",
+        str(cluster.directory / "log"),
+        "-w",
+        "-t",
+        "60",
+        "start",
+    )

@@ -35,17 +35,21 @@ def broker(env: dict[str, str], *args: str, check: bool = True) -> subprocess.Co
     return result
 
 
-@pytest.fixture
-def env(tmp_path: Path) -> dict[str, str]:
+def environment_in(directory: Path) -> dict[str, str]:
     environment = {k: v for k, v in os.environ.items() if not k.startswith("BROKER_")}
     environment.update(
         {
-            "BROKER_DATABASE_URL": f"sqlite:///{tmp_path / 'broker.db'}",
-            "BROKER_KEY_DIR": str(tmp_path / "keys"),
+            "BROKER_DATABASE_URL": f"sqlite:///{directory / 'broker.db'}",
+            "BROKER_KEY_DIR": str(directory / "keys"),
             "BROKER_POLICY_DIR": str(REPO / "policies" / "ondermijning"),
         }
     )
     return environment
+
+
+@pytest.fixture
+def env(tmp_path: Path) -> dict[str, str]:
+    return environment_in(tmp_path)
 
 
 def test_serve_refuses_before_init(env: dict[str, str]) -> None:
@@ -141,17 +145,25 @@ def _call(
         return error.code, json.loads(error.read() or b"null")
 
 
-@pytest.fixture
-def served(env: dict[str, str], tmp_path: Path) -> Iterator[tuple[str, list[dict[str, Any]]]]:
-    """A seeded demo broker under uvicorn on a loopback port, as `scripts/demo` runs it."""
+@pytest.fixture(scope="module")
+def demo_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The served demo broker's directory (its database, keys and `demo-clients.json`)."""
+    return tmp_path_factory.mktemp("demo-broker")
+
+
+@pytest.fixture(scope="module")
+def served(demo_dir: Path) -> Iterator[tuple[str, list[dict[str, Any]]]]:
+    """A seeded demo broker under uvicorn on a loopback port, as `scripts/demo` runs it;
+    one for the module (its tests only read, and hold a signal nobody else holds)."""
+    env = environment_in(demo_dir)
     broker(env, "init")
-    clients_file = tmp_path / "demo-clients.json"
+    clients_file = demo_dir / "demo-clients.json"
     seeded = broker(env, "demo", "seed", "--clients-file", str(clients_file))
     assert "seeded" in seeded.stdout
     port = free_port()
     base = f"http://127.0.0.1:{port}"
     command = [sys.executable, "-m", "broker", "serve", "--port", str(port), "--workers", "2"]
-    with serving(command, env, base, tmp_path / "serve.log"):
+    with serving(command, env, base, demo_dir / "serve.log"):
         yield base, json.loads(clients_file.read_text())
 
 
@@ -180,11 +192,11 @@ def test_demo_broker_serves_the_seeded_street(served: tuple[str, list[dict[str, 
 
 
 def test_demo_howto_prints_a_working_recipe(
-    served: tuple[str, list[dict[str, Any]]], tmp_path: Path
+    served: tuple[str, list[dict[str, Any]]], demo_dir: Path
 ) -> None:
     base, _ = served
     result = subprocess.run(
-        [sys.executable, "-m", "broker.cli.howto", str(tmp_path / "demo-clients.json"), base],
+        [sys.executable, "-m", "broker.cli.howto", str(demo_dir / "demo-clients.json"), base],
         capture_output=True,
         text=True,
         check=True,
