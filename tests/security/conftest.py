@@ -130,6 +130,18 @@ def _scanned(ex: Exchange) -> bytes:
     return json.dumps(problem, ensure_ascii=False).encode()
 
 
+def _problem_title(ex: Exchange) -> str | None:
+    """The problem's `title`: fixed per kind of problem, never built from the request."""
+    if not ex.content_type.startswith("application/problem+json"):
+        return None
+    try:
+        problem = json.loads(ex.body)
+    except ValueError:
+        return None
+    title = problem.get("title") if isinstance(problem, dict) else None
+    return title if isinstance(title, str) else None
+
+
 def leaks(ex: Exchange) -> list[str]:
     """What is wrong with one answer (empty when nothing)."""
     found: list[str] = []
@@ -150,9 +162,12 @@ def leaks(ex: Exchange) -> list[str]:
         found += [f"SQL ({s.decode().strip()})" for s in SQL if s in body]
         bsns = {b.encode() for b in KNOWN_BSNS} | set(NINE_DIGITS.findall(ex.request))
         found += [f"an echoed BSN-like number {b.decode()}" for b in sorted(bsns) if b in body]
+        title = _problem_title(ex)
         for text in _strings(ex.request_json):
-            # (Identifier-like values may be named by a message listing the allowed ones.)
-            if len(text) >= 12 and not IDENTIFIER.match(text) and text.encode() in body:
+            # (Identifier-like values may be named by a message listing the allowed ones; an
+            # input that happens to equal the problem's fixed title is not an echo of it.)
+            if (len(text) >= 12 and not IDENTIFIER.match(text) and text != title
+                    and text.encode() in body):
                 found.append(f"an echoed input value ({text[:20]!r}...)")
         form = _error_form(ex)
         if form:
