@@ -3,7 +3,10 @@ FROM python:3.11-slim
 ENV PYTHONDONTWRITEBYTECODE=1 PYTHONUNBUFFERED=1 \
     BROKER_DATABASE_URL=sqlite:////data/broker.db BROKER_KEY_DIR=/data/keys
 
-RUN useradd --system --create-home --uid 10001 sluis && mkdir -p /data && chown sluis /data
+# /data holds the database and the key ring: the broker's user's only (broker init and
+# serve create their files 600, and serve refuses a database others may read).
+RUN useradd --system --create-home --uid 10001 sluis && mkdir -p /data && chown sluis /data \
+    && chmod 700 /data
 WORKDIR /app
 COPY pyproject.toml README.md ./
 COPY broker ./broker

@@ -112,6 +112,7 @@ def broker_env(directory: Path, port: int) -> dict[str, str]:
         "BROKER_ISSUER": f"http://127.0.0.1:{port}",
         "BROKER_ACCESS_TOKEN_TTL_SECONDS": "900",
         "BROKER_REQUEST_RATE_PER_MINUTE": str(10**9),
+        "BROKER_RELEASE_BUDGET_PER_HOUR": str(10**9),
         "BROKER_LOG_LEVEL": "WARNING",
         # One pooled connection per thread-pool thread (40) and the appender's: with
         # fewer, overflow connections are opened and closed per request under load.

@@ -10,6 +10,7 @@ from anyio import to_thread
 from fastapi import FastAPI
 
 from broker import __version__
+from broker.api import docs as api_docs
 from broker.api import fastlane, observe, routers
 from broker.api.middleware import RequestGuard
 from broker.api.openapi import declare_security
@@ -43,11 +44,14 @@ def create_app(settings: Settings | None = None, *, runtime: Runtime | None = No
         summary="Policy-bound information sharing with a verifiable audit log",
         lifespan=lifespan,
         debug=False,
+        # Served by broker.api.docs with their own files: the defaults load them from a CDN.
+        docs_url=None,
         redoc_url=None,
     )
     install_problem_handlers(app)
     for router in routers():
         app.include_router(router)
+    api_docs.install(app)
     declare_security(app)
     fastlane.install(app, disclosures.router, disclosures.LANES)
     app.add_middleware(

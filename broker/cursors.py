@@ -2,9 +2,10 @@
 
 A cursor is a prefix that names the list, then what the next page continues from, as
 base64url without padding: the last item's time and id (`encode`, `decode`), or, for the
-audit log's entries, the last entry's seq (`encode_seq`, `decode_seq`). Anything else
-given as a cursor is a 422 on `("query", "cursor")`, never a 500. `newest_first` runs a
-(time, id) list's query one page at a time.
+audit log's entries and a subject's access report, the last entry's seq (`encode_seq`,
+`decode_seq`; the log's list continues below it, the report, oldest first, above).
+Anything else given as a cursor is a 422 on `("query", "cursor")`, never a 500.
+`newest_first` runs a (time, id) list's query one page at a time.
 """
 
 from __future__ import annotations
@@ -64,12 +65,13 @@ def decode(prefix: str, cursor: str) -> tuple[datetime, str]:
 
 
 def encode_seq(prefix: str, seq: int) -> str:
-    """The cursor of a list by seq continuing below `seq`."""
+    """The cursor of a list by seq continuing past `seq` (below it newest first, above it
+    oldest first)."""
     return encode_text(prefix, str(seq))
 
 
 def decode_seq(prefix: str, cursor: str) -> int:
-    """The seq a cursor of the list `prefix` continues below; 422 for anything else."""
+    """The seq a cursor of the list `prefix` continues past; 422 for anything else."""
     number = decode_text(prefix, cursor)
     if not number.isdigit() or len(number) > MAX_SEQ_DIGITS:
         raise not_a_cursor()

@@ -18,6 +18,7 @@ from __future__ import annotations
 import fcntl
 import os
 import sqlite3
+import stat
 import threading
 import weakref
 from collections.abc import Iterable, Iterator
@@ -81,13 +82,60 @@ LOOP_CONNECTIONS = 8
 """Connections over the thread pool's share, for work done on the event loop itself."""
 
 
+SQLITE_COMPANIONS = ("", "-wal", "-shm")
+"""The files of one SQLite database in WAL mode: the database, its log and its index."""
+
+
+def sqlite_file(url: str) -> Path | None:
+    """The file of a file-backed SQLite database URL (None for PostgreSQL or memory)."""
+    url = normalise_url(url)
+    if not is_sqlite(url):
+        return None
+    database = make_url(url).database
+    if not database or database == ":memory:" or database.startswith("file:"):
+        return None
+    return Path(database)
+
+
+def _create_private(path: Path) -> None:
+    """Create a missing database file and its folder for the owner only (600, 700).
+
+    SQLite gives the -wal and -shm files the database file's mode, so they follow."""
+    if not path.parent.is_dir():
+        path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    if not path.exists():
+        with suppress(FileExistsError):
+            os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600))
+
+
+def check_private_database(url: str) -> None:
+    """Refuse (StartupError) an SQLite database, -wal or -shm file that other users may
+    open: it holds password hashes, case references and the map of refs to signals."""
+    path = sqlite_file(url)
+    if path is None:
+        return
+    for suffix in SQLITE_COMPANIONS:
+        companion = path.with_name(path.name + suffix)
+        try:
+            mode = companion.stat().st_mode
+        except FileNotFoundError:
+            continue
+        if mode & (stat.S_IRWXG | stat.S_IRWXO):
+            raise StartupError(
+                f"database file {companion} is open to other users (mode "
+                f"{stat.S_IMODE(mode):o}); it must be readable by its owner only "
+                f"(chmod 600 {companion})"
+            )
+
+
 def make_engine(url: str, *, busy_timeout_ms: int = 10_000, pool_size: int = 20) -> Engine:
-    """Build the engine for a database URL, creating SQLite's folder when needed."""
+    """Build the engine for a database URL, creating a missing SQLite file (and its
+    folder) readable by its owner only."""
     url = normalise_url(url)
     if is_sqlite(url):
-        database = make_url(url).database
-        if database and database != ":memory:":
-            Path(database).parent.mkdir(parents=True, exist_ok=True)
+        path = sqlite_file(url)
+        if path is not None:
+            _create_private(path)
         engine = create_engine(
             url,
             connect_args={"check_same_thread": False, "timeout": busy_timeout_ms / 1000},

@@ -98,8 +98,18 @@ signal_index = Table(
     METADATA,
     Column("token", LargeBinary, primary_key=True),
     Column("signal_id", String(40), ForeignKey("signal.id"), primary_key=True, index=True),
+    # The signal's envelope as a rule keys it (0008): a request seeks exactly the
+    # (token, category, source, legal basis) its rules reach, from the oldest observation
+    # they accept, and never reads a row it may not see.
+    Column("category", String(64), nullable=False),
+    Column("source", String(64), nullable=False),
+    Column("legal_basis", String(64), nullable=False),
+    Column("observed_at", TZ, nullable=False),
+    Index("ix_signal_index_reach", "token", "category", "source", "legal_basis",
+          "observed_at", "signal_id"),
 )
-"""Blind-index tokens (keyed HMAC of normalised identifiers) pointing at signals."""
+"""Blind-index tokens (keyed HMAC of normalised identifiers) pointing at live signals, with
+the envelope their rules are keyed by; erasure deletes a signal's rows."""
 
 idempotency_record = Table(
     "idempotency_record",

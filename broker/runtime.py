@@ -22,6 +22,7 @@ from broker.core.policy.load import Pack, load_pack
 from broker.db import is_sqlite, make_engine
 from broker.errors import PackInvalid, StartupError
 from broker.keys import KeyRing, load_key_ring
+from broker.services.budget import ReleaseBudget
 from broker.services.ratelimit import AbuseLimits
 from broker.settings import Settings
 
@@ -46,10 +47,13 @@ class Runtime:
     closers: list[Callable[[], None]] = field(default_factory=list)
     limits: AbuseLimits = field(init=False)
     """The request rate and fishing limits of this process."""
+    budget: ReleaseBudget = field(init=False)
+    """The released-signal budgets of this process's clients and acting persons."""
 
     def __post_init__(self) -> None:
         self.limits = AbuseLimits(self.settings.request_rate_per_minute,
                                   self.settings.fishing_subjects_per_hour)
+        self.budget = ReleaseBudget(self.settings.release_budget_per_hour)
 
     @cached_property
     def local_reads(self) -> bool:

@@ -7,15 +7,21 @@ a key ring under `var/keys`.
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Final
 
-from pydantic import Field
+from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+METRICS_TOKEN_MIN_CHARS: Final = 32
 
 
 class Settings(BaseSettings):
     """The broker's settings; one instance is built per process and passed down."""
 
-    model_config = SettingsConfigDict(env_prefix="BROKER_", extra="ignore", frozen=True)
+    # A refused value is not repeated in the error: some settings are secrets.
+    model_config = SettingsConfigDict(
+        env_prefix="BROKER_", extra="ignore", frozen=True, hide_input_in_errors=True
+    )
 
     database_url: str = "sqlite:///./var/broker.db"
     key_dir: Path = Path("var/keys")
@@ -42,12 +48,31 @@ class Settings(BaseSettings):
     token_rate_per_minute: int = Field(default=60, ge=1)
     request_rate_per_minute: int = Field(default=6000, ge=1)
     fishing_subjects_per_hour: int = Field(default=200, ge=1)
+    release_budget_per_hour: int = Field(default=1000, ge=1)
+    """Signals one client, and one acting person, may be released in an hour (each its own
+    budget); over it, 429 and an `alert` entry."""
+    disclosure_page_size: int = Field(default=100, ge=1, le=1000)
+    """Signals one disclosure answer carries at most; `next_page` continues it."""
     idempotency_ttl_hours: int = Field(default=24, ge=1, le=24 * 30)
     """How long a first answer stored under an Idempotency-Key is replayed; `broker
     retention run` deletes older ones."""
 
+    metrics_token: SecretStr | None = None
+    """The bearer token `/metrics` asks of its scraper (at least 32 characters); unset or
+    empty, `/metrics` is off (404)."""
+
     log_level: str = "INFO"
     debug: bool = False
+
+    @field_validator("metrics_token", mode="before")
+    @classmethod
+    def _metrics_token(cls, value: object) -> object:
+        if value == "":
+            return None
+        text = value.get_secret_value() if isinstance(value, SecretStr) else value
+        if isinstance(text, str) and len(text) < METRICS_TOKEN_MIN_CHARS:
+            raise ValueError(f"must be at least {METRICS_TOKEN_MIN_CHARS} characters")
+        return value
 
     @property
     def token_url(self) -> str:

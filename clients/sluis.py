@@ -31,6 +31,7 @@ import io
 import ipaddress
 import json
 import os
+import re
 import secrets
 import shutil
 import ssl
@@ -98,11 +99,11 @@ class Problem(SluisError):
         return self.line()
 
     def line(self) -> str:
-        text = f"{self.status} {self.title}"
+        text = f"{self.status} {visible(self.title)}"
         if self.detail and self.detail != self.title:
-            text += f": {self.detail}"
+            text += f": {visible(self.detail)}"
         if self.status >= 500 and self.request_id:
-            text += f" (request id {self.request_id})"
+            text += f" (request id {visible(self.request_id)})"
         return text
 
 
@@ -680,7 +681,7 @@ def _readable_by_others(path: Path) -> bool:
 
 
 def warn(message: str) -> None:
-    print(f"sluis: warning: {message}", file=sys.stderr)
+    say(f"sluis: warning: {message}", err=True)
 
 
 @dataclass
@@ -1186,10 +1187,51 @@ def alarm(url: str, seen: Checkpoint, seen_at: str, shown: Checkpoint, reason: s
         "=" * 72,
     ]
     for line in lines:
-        print(f"sluis: {line}", file=sys.stderr)
+        say(f"sluis: {line}", err=True)
 
 
 # --- Output ---------------------------------------------------------------------------
+
+# What a terminal takes as an instruction rather than text: the C0 controls (ESC starts
+# the sequences that clear the screen or set the window title, CR overwrites a line), DEL
+# and the C1 controls (U+009B is a CSI of its own); and the line and paragraph separators
+# and bidirectional overrides, which make text read other than it is.
+_BEYOND_C0 = "\x7f-\x9f\u2028\u2029\u202a-\u202e\u2066-\u2069"
+_UNSAFE = re.compile(f"[\x00-\x1f{_BEYOND_C0}]")
+_UNSAFE_BEYOND_C0 = re.compile(f"[{_BEYOND_C0}]")
+_SHORT_ESCAPES = {"\n": "\\n", "\r": "\\r", "\t": "\\t"}
+
+
+def _escape(found: re.Match[str]) -> str:
+    char = found.group()
+    if char in _SHORT_ESCAPES:
+        return _SHORT_ESCAPES[char]
+    code = ord(char)
+    return f"\\x{code:02x}" if code < 0x80 else f"\\u{code:04x}"
+
+
+def visible(value: Any) -> str:
+    """A value as one line of plain text: every control character in it (a newline too)
+    written out (`\\n`, `\\x1b`, `\\u009b`), so that what the broker sends can neither
+    steer the terminal nor start a line of its own."""
+    return _UNSAFE.sub(_escape, str(value))
+
+
+def say(text: str = "", *, err: bool = False, end: str = "\n") -> None:
+    """Print to stdout (or stderr): the one way this client writes anything. Each line of
+    `text` goes through `visible`, so that no control character reaches the terminal,
+    whatever was composed into the text; only its own line breaks remain."""
+    stream = sys.stderr if err else sys.stdout
+    stream.write("\n".join(visible(line) for line in text.split("\n")) + end)
+
+
+def json_text(value: Any) -> str:
+    """`value` as indented JSON. json.dumps escapes the C0 controls in strings (its only raw
+    newlines are its own indentation); what else `visible` escapes (DEL, C1, separators,
+    overrides) is written as a JSON `\\u` escape too, so the output is the broker's exact
+    values and holds no raw control character."""
+    text = json.dumps(value, indent=2, ensure_ascii=False)
+    return _UNSAFE_BEYOND_C0.sub(lambda found: f"\\u{ord(found.group()):04x}", text)
 
 
 def cell(value: Any) -> str:
@@ -1204,7 +1246,7 @@ def cell(value: Any) -> str:
         text = json.dumps(value, ensure_ascii=False, separators=(",", ":"))
     else:
         text = str(value)
-    text = " ".join(text.split())
+    text = visible(" ".join(text.split()))
     return text if len(text) <= 60 else text[:57] + "..."
 
 
@@ -1229,23 +1271,25 @@ def flatten(value: Any, prefix: str = "") -> list[tuple[str, Any]]:
 
 
 def render_pairs(pairs: Sequence[tuple[str, Any]], indent: str = "") -> str:
-    width = max((len(k) for k, _ in pairs), default=0)
-    return "\n".join(f"{indent}{k.ljust(width)}  {_field_text(v)}" for k, v in pairs)
+    keys = [visible(k) for k, _ in pairs]
+    width = max((len(k) for k in keys), default=0)
+    return "\n".join(f"{indent}{k.ljust(width)}  {_field_text(v)}"
+                     for k, (_, v) in zip(keys, pairs))  # noqa: B905 - Python 3.9
 
 
 def _field_text(value: Any) -> str:
     """A released field: bucket objects read as ranges, others as plain text."""
     if isinstance(value, dict) and set(value) <= {"gte", "lt"} and value:
-        low, high = value.get("gte"), value.get("lt")
-        if low is not None and high is not None:
+        low, high = visible(value.get("gte")), visible(value.get("lt"))
+        if value.get("gte") is not None and value.get("lt") is not None:
             return f"{low} <= x < {high}"
-        return f">= {low}" if low is not None else f"< {high}"
+        return f">= {low}" if value.get("gte") is not None else f"< {high}"
     if isinstance(value, str):
-        return value
+        return visible(value)
     if isinstance(value, list) and not any(isinstance(v, (dict, list)) for v in value):
         return ", ".join(cell(v) for v in value) or "-"
     if isinstance(value, (dict, list)):
-        return json.dumps(value, ensure_ascii=False)
+        return visible(json.dumps(value, ensure_ascii=False))
     return cell(value)
 
 
@@ -1256,13 +1300,13 @@ class Output:
         self.as_json = as_json
 
     def json(self, value: Any) -> None:
-        print(json.dumps(value, indent=2, ensure_ascii=False))
+        say(json_text(value))
 
     def text(self, text: str = "") -> None:
-        print(text)
+        say(text)
 
     def table(self, headers: Sequence[str], rows: Sequence[Sequence[Any]], empty: str) -> None:
-        print(render_table(headers, rows) if rows else empty)
+        say(render_table(headers, rows) if rows else empty)
 
 
 class Progress:
@@ -1276,13 +1320,14 @@ class Progress:
             return
         width = 30
         filled = width * done // self.total if self.total else width
-        sys.stderr.write(f"\rsluis: [{'#' * filled}{'.' * (width - filled)}] "
-                         f"{done}/{self.total} signals")
+        sys.stderr.write("\r")  # back to the start of the bar's own line
+        say(f"sluis: [{'#' * filled}{'.' * (width - filled)}] {done}/{self.total} signals",
+            err=True, end="")
         sys.stderr.flush()
 
     def finish(self) -> None:
         if self.enabled:
-            sys.stderr.write("\n")
+            say(err=True)
             sys.stderr.flush()
 
 
@@ -1337,9 +1382,9 @@ def cmd_login(s: Session) -> int:
         s.out.json(info)
         return EXIT_OK
     roles = info["roles"]
-    roles_text = ", ".join(roles) if isinstance(roles, list) else str(roles)
-    s.out.text(f"logged in to {info['url']} as {info['client_id']} ({info['org']}; "
-               f"roles: {roles_text})")
+    roles_text = ", ".join(map(visible, roles)) if isinstance(roles, list) else visible(roles)
+    s.out.text(f"logged in to {info['url']} as {visible(info['client_id'])} "
+               f"({visible(info['org'])}; roles: {roles_text})")
     s.out.text(f"token valid until {expires:%Y-%m-%d %H:%M:%S}, cached for you only")
     return EXIT_OK
 
@@ -1372,8 +1417,8 @@ def cmd_config(s: Session) -> int:
 def cmd_key_new(s: Session) -> int:
     jwk = new_key(Path(s.args.path).expanduser())
     s.out.json(jwk)
-    print(f"sluis: wrote the private key to {s.args.path} (readable by you only); give the "
-          "public JWK above to the broker's administrator", file=sys.stderr)
+    say(f"sluis: wrote the private key to {s.args.path} (readable by you only); give the "
+        "public JWK above to the broker's administrator", err=True)
     return EXIT_OK
 
 
@@ -1425,7 +1470,7 @@ def _show_category(s: Session, category: dict[str, Any]) -> int:
     if s.out.as_json:
         s.out.json(category)
         return EXIT_OK
-    s.out.text(f"{category['id']}: {category['title']}")
+    s.out.text(f"{visible(category['id'])}: {visible(category['title'])}")
     s.out.text(render_pairs([
         ("subject types", category["subject_types"]), ("legal bases", category["legal_bases"]),
         ("contributors", category["contributors"]),
@@ -1451,8 +1496,9 @@ def cmd_policy(s: Session) -> int:
     if s.out.as_json:
         s.out.json(data)
         return EXIT_OK
-    s.out.text(f"pack {data['pack']} version {data['version']}, {data['hash']}")
-    s.out.text(f"loaded {data['loaded_at']}")
+    s.out.text(f"pack {visible(data['pack'])} version {visible(data['version'])}, "
+               f"{visible(data['hash'])}")
+    s.out.text(f"loaded {visible(data['loaded_at'])}")
     s.out.text()
     rows = [[r.get("id"), r.get("access"), r.get("recipients"), r.get("purposes"),
              r.get("categories"), r.get("sources", "(contributors)")] for r in data["rules"]]
@@ -1474,7 +1520,7 @@ def cmd_explain(s: Session) -> int:
     if data.get("access") == "none":
         s.out.text("access: none (no rule grants this; nothing would be disclosed)")
         return EXIT_OK
-    s.out.text(f"access: {data['access']} by rule {data.get('rule')}")
+    s.out.text(f"access: {visible(data['access'])} by rule {visible(data.get('rule'))}")
     fields = data.get("fields") or {}
     s.out.table(["field", "transform"], sorted(fields.items()), "no fields")
     return EXIT_OK
@@ -1574,7 +1620,7 @@ def _print_signal(s: Session, signal: dict[str, Any], heading: str) -> None:
     if s.out.as_json:
         s.out.json(signal)
         return
-    s.out.text(f"{heading} {signal['id']}")
+    s.out.text(f"{heading} {visible(signal['id'])}")
     pairs = [(k, v) for k, v in flatten(signal) if k != "id"]
     s.out.text(render_pairs(pairs, "  "))
 
@@ -1719,7 +1765,7 @@ def _post_batch(s: Session, batch: Sequence[Record]) -> list[dict[str, Any]]:
 def _explain_batch_failure(
     problem: Problem, batch: Sequence[Record], number: int, total: int, stored: int
 ) -> None:
-    print(f"sluis: {problem.line()}", file=sys.stderr)
+    say(f"sluis: {problem.line()}", err=True)
     for error in problem.errors[:30]:
         loc = [p for p in error.loc if p != "body"]
         if len(loc) >= 2 and loc[0] == "signals" and isinstance(loc[1], int) \
@@ -1728,12 +1774,12 @@ def _explain_batch_failure(
             loc = loc[2:]
         else:
             where = "batch"
-        path = ".".join(str(p) for p in loc) or "(signal)"
-        print(f"sluis:   {where}: {path}: {error.msg}", file=sys.stderr)
+        path = ".".join(visible(p) for p in loc) or "(signal)"
+        say(f"sluis:   {where}: {path}: {visible(error.msg)}", err=True)
     if len(problem.errors) > 30:
-        print(f"sluis:   ... and {len(problem.errors) - 30} more", file=sys.stderr)
-    print(f"sluis: batch {number} of {total} was refused and nothing of it was stored; "
-          f"{stored} signals of earlier batches were stored", file=sys.stderr)
+        say(f"sluis:   ... and {len(problem.errors) - 30} more", err=True)
+    say(f"sluis: batch {number} of {total} was refused and nothing of it was stored; "
+        f"{stored} signals of earlier batches were stored", err=True)
 
 
 def cmd_signals_import(s: Session) -> int:
@@ -1783,7 +1829,7 @@ def cmd_signals_list(s: Session) -> int:
              i["received_at"]] for i in data["items"]]
     s.out.table(["id", "category", "subject", "observed", "received"], rows, "no signals")
     if data["next_cursor"]:
-        s.out.text(f"more: --cursor {data['next_cursor']} (or --all)")
+        s.out.text(f"more: --cursor {visible(data['next_cursor'])} (or --all)")
     return EXIT_OK
 
 
@@ -1859,24 +1905,33 @@ def cmd_disclose(s: Session) -> int:
     query = _disclosure_query(a)
     if a.category:
         query["categories"] = list(a.category)
-    data = s.broker.post("/v1/disclosures", {**_purpose_body(a), "query": query})
+    body = {**_purpose_body(a), "query": query}
+    if a.page:
+        body["page"] = a.page
+    data = s.broker.post("/v1/disclosures", body)
     if s.out.as_json:
         s.out.json(data)
         return EXIT_OK
     released = data.get("signals") or []
-    s.out.text(f"disclosure {data.get('disclosure_id')} for {data.get('purpose')} "
-               f"(audit entry {data.get('audit_seq')}, policy {data.get('policy_hash')})")
+    s.out.text(f"disclosure {visible(data.get('disclosure_id'))} for "
+               f"{visible(data.get('purpose'))} (audit entry {visible(data.get('audit_seq'))}, "
+               f"policy {visible(data.get('policy_hash'))})")
     s.out.text(f"{len(released)} signal{'s' if len(released) != 1 else ''} released")
     for signal in released:
         s.out.text()
-        s.out.text(f"{signal.get('ref')}  {signal.get('category')} from {signal.get('source')}, "
-                   f"{signal.get('legal_basis')}, rule {signal.get('rule')}")
+        s.out.text(f"{visible(signal.get('ref'))}  {visible(signal.get('category'))} from "
+                   f"{visible(signal.get('source'))}, {visible(signal.get('legal_basis'))}, "
+                   f"rule {visible(signal.get('rule'))}")
         fields = sorted((signal.get("fields") or {}).items())
         if fields:
             s.out.text(render_pairs(fields, "  "))
+    if data.get("next_page"):
+        s.out.text()
+        s.out.text(f"more: the same command with --page {visible(data['next_page'])}")
     if data.get("audit_seq") is not None:
         s.out.text()
-        s.out.text(f"keep a receipt: sluis audit receipt {data['audit_seq']} --save FILE")
+        s.out.text(f"keep a receipt: sluis audit receipt {visible(data['audit_seq'])} "
+                   "--save FILE")
     return EXIT_OK
 
 
@@ -1888,7 +1943,8 @@ def cmd_hit(s: Session) -> int:
     if s.out.as_json:
         s.out.json(data)
     elif data.get("hit"):
-        s.out.text(f"hit: yes (sources: {', '.join(data.get('sources') or []) or '-'})")
+        sources = ", ".join(map(visible, data.get("sources") or [])) or "-"
+        s.out.text(f"hit: yes (sources: {sources})")
     else:
         s.out.text("hit: no")
     return EXIT_OK
@@ -1901,7 +1957,7 @@ def cmd_area(s: Session) -> int:
         s.out.json(data)
         return EXIT_OK
     area = data.get("area")
-    s.out.text(f"area {area.get('postcode') if isinstance(area, dict) else area}")
+    s.out.text(f"area {visible(area.get('postcode') if isinstance(area, dict) else area)}")
     rows = [[c.get("category"), "(suppressed)" if c.get("suppressed") else c.get("count")]
             for c in data.get("categories") or []]
     s.out.table(["category", "count"], rows, "no categories")
@@ -1929,8 +1985,9 @@ def cmd_signals_hold(s: Session) -> int:
     if s.out.as_json:
         s.out.json(hold)
     else:
-        s.out.text(f"{hold.get('signal_id')} is held for {hold.get('case_reference')} "
-                   f"since {hold.get('placed_at')} (by {hold.get('placed_by')})")
+        s.out.text(f"{visible(hold.get('signal_id'))} is held for "
+                   f"{visible(hold.get('case_reference'))} since {visible(hold.get('placed_at'))} "
+                   f"(by {visible(hold.get('placed_by'))})")
     return EXIT_OK
 
 
@@ -1943,7 +2000,7 @@ def cmd_signals_holds(s: Session) -> int:
              i.get("placed_at"), i.get("placed_by")] for i in data["items"]]
     s.out.table(["signal", "category", "case", "since", "placed by"], rows, "no legal holds")
     if data["next_cursor"]:
-        s.out.text(f"more: --cursor {data['next_cursor']} (or --all)")
+        s.out.text(f"more: --cursor {visible(data['next_cursor'])} (or --all)")
     return EXIT_OK
 
 
@@ -1956,7 +2013,7 @@ def cmd_reid_request(s: Session) -> int:
     _print_reidentification(s, data)
     if not s.out.as_json:
         s.out.text("a privacy officer (not you) decides; then: "
-                   f"sluis reid fetch {data.get('id')}")
+                   f"sluis reid fetch {visible(data.get('id'))}")
     return EXIT_OK
 
 
@@ -1978,7 +2035,7 @@ def cmd_reid_list(s: Session) -> int:
     s.out.table(["id", "status", "requested", "org", "purpose", "field", "justification"],
                 rows, "no re-identification requests")
     if data["next_cursor"]:
-        s.out.text(f"more: --cursor {data['next_cursor']} (or --all)")
+        s.out.text(f"more: --cursor {visible(data['next_cursor'])} (or --all)")
     return EXIT_OK
 
 
@@ -2006,7 +2063,7 @@ def cmd_audit_entries(s: Session) -> int:
     s.out.table(["seq", "time", "action", "outcome", "org", "purpose", "items"], rows,
                 "no entries")
     if data["next_cursor"]:
-        s.out.text(f"more: --cursor {data['next_cursor']} (or --all)")
+        s.out.text(f"more: --cursor {visible(data['next_cursor'])} (or --all)")
     return EXIT_OK
 
 
@@ -2032,13 +2089,13 @@ def cmd_audit_entry(s: Session) -> int:
     if s.out.as_json:
         s.out.json(data)
         return EXIT_OK
-    s.out.text(f"audit entry {data['seq']}")
+    s.out.text(f"audit entry {visible(data['seq'])}")
     s.out.text(render_pairs(flatten(data.get("entry") or {}), "  "))
     if entry_bytes is None:
         s.out.text(f"  {REDACTED_NOTE}")
     else:
-        s.out.text(f"  leaf hash  {data['leaf_hash']} (recomputed from the entry's bytes: "
-                   "matches)")
+        s.out.text(f"  leaf hash  {visible(data['leaf_hash'])} (recomputed from the entry's "
+                   "bytes: matches)")
     return EXIT_OK
 
 
@@ -2123,12 +2180,12 @@ def cmd_audit_checkpoint(s: Session) -> int:
     if s.out.as_json:
         s.out.json({**data, "signature_ok": True, "consistent": consistent, "history": what})
     elif s.args.note:
-        sys.stdout.write(data["note"])
+        say(str(data["note"]), end="")  # verified above; its lines as they were signed
     else:
-        s.out.text(f"{checkpoint.origin}: {checkpoint.size} entries, root "
+        s.out.text(f"{visible(checkpoint.origin)}: {checkpoint.size} entries, root "
                    f"{b64encode(checkpoint.root)}")
-        s.out.text(f"signed {data.get('time')} by {keys[0].name}+{data.get('key_id')}: "
-                   "signature ok")
+        s.out.text(f"signed {visible(data.get('time'))} by {visible(keys[0].name)}+"
+                   f"{visible(data.get('key_id'))}: signature ok")
         s.out.text(what)
     return EXIT_OK if consistent else EXIT_FAILED
 
@@ -2142,11 +2199,11 @@ def _server_check(s: Session) -> tuple[bool, list[str]]:
             return True, ["the broker's full self-check needs the privacy_officer role: skipped"]
         raise
     lines = [f"the broker's full self-check: {'ok' if report.get('ok') else 'FAILED'} "
-             f"({report.get('size')} entries, root {report.get('root_hash')})"]
+             f"({visible(report.get('size'))} entries, root {visible(report.get('root_hash'))})"]
     for problem_item in report.get("problems") or []:
         seq = problem_item.get("seq")
-        lines.append(f"  {'seq ' + str(seq) if seq is not None else 'log'}: "
-                     f"{problem_item.get('message')}")
+        lines.append(f"  {'seq ' + visible(seq) if seq is not None else 'log'}: "
+                     f"{visible(problem_item.get('message'))}")
     return bool(report.get("ok")), lines
 
 
@@ -2252,7 +2309,7 @@ def _print_export_report(
         return
     s.out.text(f"{path}: {report.entries} entries")
     if checkpoint:
-        s.out.text(f"checkpoint: {checkpoint.origin}, {checkpoint.size} entries, "
+        s.out.text(f"checkpoint: {visible(checkpoint.origin)}, {checkpoint.size} entries, "
                    f"root {b64encode(checkpoint.root)}, signature ok")
     if history:
         s.out.text(f"history: {history}")
@@ -2364,7 +2421,7 @@ def cmd_audit_check_receipt(s: Session) -> int:
         s.out.json({"ok": True, "seq": index, "checkpoint_size": checkpoint.size,
                     "origin": checkpoint.origin})
     else:
-        s.out.text(f"receipt ok: entry {index} is in {checkpoint.origin} as signed at "
+        s.out.text(f"receipt ok: entry {index} is in {visible(checkpoint.origin)} as signed at "
                    f"{checkpoint.size} entries")
     return EXIT_OK
 
@@ -2380,15 +2437,12 @@ def cmd_audit_report(s: Session) -> int:
         body = {"address": _disclosure_query(a)["address"]}
     else:
         raise UsageError("name the subject: --bsn, --kvk, --plate, --bag-id or --address")
-    data = s.broker.post("/v1/audit/subject-report", body)
+    data = _report_pages(s, body)
     if s.out.as_json:
         s.out.json(data)
         return EXIT_OK
-    items = data
-    if isinstance(data, dict):
-        items = next((data[k] for k in ("items", "entries", "report") if k in data), [])
     rows = []
-    for item in items:
+    for item in data["items"]:
         released = item.get("items") or [{}]
         for part in released:
             rows.append([item.get("time"), item.get("action"), item.get("recipient"),
@@ -2396,7 +2450,30 @@ def cmd_audit_report(s: Session) -> int:
                          part.get("rule"), sorted((part.get("fields") or {}).keys())])
     s.out.table(["time", "action", "recipient", "purpose", "legal basis", "rule", "fields"],
                 rows, "nothing was disclosed about this subject")
+    if data["withheld"]:
+        s.out.text(f"{visible(data['withheld'])} entries still confidential were left out "
+                   "(for you, not for the data subject)")
+    if data["next_cursor"]:
+        s.out.text(f"more: --cursor {visible(data['next_cursor'])} (or --all)")
     return EXIT_OK
+
+
+def _report_pages(s: Session, body: dict[str, Any]) -> dict[str, Any]:
+    """One page of a subject report, or with --all every page: the acts together, and
+    `withheld` summed over the pages (each page counts its own)."""
+    query = {"limit": s.args.limit, "cursor": s.args.cursor}
+    items: list[Any] = []
+    withheld = 0
+    while True:
+        page = s.broker.call("POST", "/v1/audit/subject-report", query=query,
+                             payload=body).json()
+        items.extend(page.get("items") or [])
+        withheld += int(page.get("withheld") or 0)
+        cursor = page.get("next_cursor")
+        if not (s.args.all and cursor):
+            return {"subject_type": page.get("subject_type"), "items": items,
+                    "withheld": withheld, "next_cursor": cursor}
+        query["cursor"] = cursor
 
 
 def cmd_audit_remembered(s: Session) -> int:
@@ -2661,6 +2738,8 @@ def _add_request_commands(c: _Commands) -> None:
     disclose.add_argument("--house-letter", help="with --address")
     disclose.add_argument("--addition", help="with --address")
     disclose.add_argument("--category", action="append", help="only these categories")
+    disclose.add_argument("--page", metavar="TOKEN",
+                          help="the next page of the same request, as the last answer named it")
     hit = c.add(c.root, "hit", cmd_hit, "does anyone hold a signal about this subject?",
                 examples="  sluis hit --purpose bibob-toets --case BIBOB-7 --kvk 90001237")
     _purpose_flags(hit)
@@ -2750,6 +2829,9 @@ def _add_audit_commands(c: _Commands) -> None:
                      help="an address without BAG id")
     report.add_argument("--house-letter", help="with --address")
     report.add_argument("--addition", help="with --address")
+    report.add_argument("--limit", type=_limit, default=100, help="entries per page (1-1000)")
+    report.add_argument("--cursor", help="continue from a previous page")
+    report.add_argument("--all", action="store_true", help="fetch every page")
     remembered = c.add(audit, "remembered", cmd_audit_remembered,
                        "the checkpoint this client remembers for the broker")
     remembered.add_argument("--forget", action="store_true",
@@ -2774,14 +2856,14 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _report(error: SluisError) -> int:
-    print(f"sluis: {error}", file=sys.stderr)
+    say(f"sluis: {visible(error)}", err=True)
     if isinstance(error, Problem):
         for problem in error.errors[:20]:
-            loc = ".".join(str(p) for p in problem.loc if p != "body") or "(request)"
-            print(f"sluis:   {loc}: {problem.msg}", file=sys.stderr)
+            loc = ".".join(visible(p) for p in problem.loc if p != "body") or "(request)"
+            say(f"sluis:   {loc}: {visible(problem.msg)}", err=True)
         if error.status == 400 and "X-Acting-User" in (error.detail or ""):
-            print("sluis:   set your employee id: --acting-user, SLUIS_ACTING_USER or "
-                  "acting_user in the config file", file=sys.stderr)
+            say("sluis:   set your employee id: --acting-user, SLUIS_ACTING_USER or "
+                "acting_user in the config file", err=True)
     return error.code
 
 
@@ -2797,20 +2879,20 @@ def main(argv: Sequence[str] | None = None) -> int:
     except SluisError as error:
         return _report(error)
     except KeyboardInterrupt:
-        print("sluis: interrupted", file=sys.stderr)
+        say("sluis: interrupted", err=True)
         return 130
     except BrokenPipeError:
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return EXIT_OK
     except (KeyError, TypeError, AttributeError, ValueError) as error:
-        print(f"sluis: the broker's answer is not what this client expects ({error!r}); "
-              "is the client older than the broker?", file=sys.stderr)
+        say(f"sluis: the broker's answer is not what this client expects "
+            f"({visible(repr(error))}); is the client older than the broker?", err=True)
         return EXIT_FAILED
     except OSError as error:
-        print(f"sluis: {error}", file=sys.stderr)
+        say(f"sluis: {visible(error)}", err=True)
         return EXIT_FAILED
     except Exception as error:  # the promise: never a traceback
-        print(f"sluis: unexpected error: {error!r}", file=sys.stderr)
+        say(f"sluis: unexpected error: {visible(repr(error))}", err=True)
         return EXIT_FAILED
 
 

@@ -1,4 +1,9 @@
-"""`GET /metrics`: Prometheus text exposition format 0.0.4, written by hand, no token.
+"""`GET /metrics`: Prometheus text exposition format 0.0.4, written by hand.
+
+The figures say how much each route is used, so they are served only to a scraper that
+sends `Authorization: Bearer` with `BROKER_METRICS_TOKEN` (compared in constant time);
+without that setting `/metrics` is off (404). The token is not an access token: a
+partner's token opens nothing here, and the metrics token opens nothing else.
 
 Request counts and latencies come from this process's `Observations` (so with several
 worker processes each scrape sees one process, as with any per-process exporter).
@@ -11,13 +16,15 @@ rather than counting answers means the figures cannot drift from it.
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import json
 import threading
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, Final
+from typing import Annotated, Any, Final
 
-from fastapi import APIRouter, Request
+from fastapi import APIRouter, Depends, Request
 from fastapi.responses import Response
 from sqlalchemy import Engine, select
 from sqlalchemy.exc import SQLAlchemyError
@@ -26,6 +33,8 @@ from broker.api.deps import RuntimeDep
 from broker.api.observe import BUCKETS, Observations, Snapshot
 from broker.api.routing import StrictJSONRoute
 from broker.audit.tables import audit_entry, tree_size
+from broker.errors import NotFound, Unauthorized
+from broker.runtime import Runtime
 
 CONTENT_TYPE: Final = "text/plain; version=0.0.4; charset=utf-8"
 SCAN_CAP: Final = 20_000
@@ -169,6 +178,29 @@ def render(
 # --- the route ---
 
 
+def _digest(text: str) -> bytes:
+    return hashlib.sha256(text.encode("utf-8", "surrogatepass")).digest()
+
+
+async def scraper(request: Request) -> None:
+    """Let the request through only with the metrics token (401), and only when one is
+    configured (404 otherwise)."""
+    runtime: Runtime = request.app.state.runtime
+    expected = runtime.settings.metrics_token
+    if expected is None:
+        raise NotFound("Metrics are off: set BROKER_METRICS_TOKEN to serve them.")
+    values = request.headers.getlist("authorization")
+    scheme, _, presented = values[0].partition(" ") if len(values) == 1 else ("", "", "")
+    # Digests of equal length, compared in constant time: neither the token nor its
+    # length can be learnt from how long a refusal takes.
+    if not (scheme.lower() == "bearer" and hmac.compare_digest(
+            _digest(presented.strip()), _digest(expected.get_secret_value()))):
+        raise Unauthorized("The metrics token is required.")
+
+
+ScraperDep = Annotated[None, Depends(scraper)]
+
+
 def _tally_of(request: Request) -> AuditTally:
     state = request.app.state
     with _state_lock:
@@ -186,10 +218,14 @@ def _observations_of(request: Request) -> Observations:
 @router.get(
     "/metrics",
     response_class=Response,
-    responses={200: {"content": {"text/plain": {"schema": {"type": "string"}}}}},
+    responses={200: {"content": {"text/plain": {"schema": {"type": "string"}}}},
+               401: {}, 404: {}},
 )
-def metrics(request: Request, runtime: RuntimeDep) -> Response:
-    """Prometheus metrics: requests, latencies, disclosures by outcome, audit log size."""
+def metrics(request: Request, runtime: RuntimeDep, _: ScraperDep) -> Response:
+    """Prometheus metrics: requests, latencies, disclosures by outcome, audit log size.
+
+    Needs `Authorization: Bearer` with the metrics token (`BROKER_METRICS_TOKEN`), not an
+    access token; without that setting, 404."""
     tally = _tally_of(request)
     size: int | None
     try:

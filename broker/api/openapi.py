@@ -33,7 +33,8 @@ ACTING_USER_PARAMETER: Final = {
     "required": False,
     "description": (
         "The person acting through a system client; required from system clients on this "
-        "operation. The audit log keeps it only as a keyed tag."
+        "operation. A personal client is the person and leaves it out (naming anyone else "
+        "is 403). The audit log keeps it only as a keyed tag."
     ),
     "schema": {"type": "string", "pattern": ACTING_USER_PATTERN},
 }

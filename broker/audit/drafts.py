@@ -10,7 +10,7 @@ else. Values of signals never appear in a draft; subjects are given as blind-ind
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping, Sequence
 from datetime import date
 from typing import Any, Protocol
 
@@ -37,8 +37,8 @@ def draft(
     purpose: str | None = None,
     case_reference: str | None = None,
     legal_basis: str | None = None,
-    items: Iterable[dict[str, Any]] = (),
-    objects: Mapping[str, Any] | None = None,
+    items: Sequence[dict[str, Any]] = (),
+    objects: dict[str, Any] | None = None,
     confidential_until: date | None = None,
 ) -> dict[str, Any]:
     """The draft of one act's entry. `actor` None is the administrator's command line;
@@ -53,8 +53,8 @@ def draft(
         "legal_basis": legal_basis,
         "policy": {"pack": pack.name, "hash": pack.hash} if pack is not None else None,
         "request_id": request_id,
-        "items": list(items),
-        "objects": dict(objects) if objects else {},
+        "items": items if type(items) is list else list(items),
+        "objects": objects if objects is not None else {},
         "confidential_until": confidential_until.isoformat() if confidential_until else None,
     }
 

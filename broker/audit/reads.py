@@ -21,6 +21,7 @@ from typing import Any, Final
 from sqlalchemy import Connection, Engine, exists, select
 
 from broker import cursors
+from broker.audit.compact import released_fields
 from broker.audit.partner_view import partner_view
 from broker.audit.signer import (
     CheckpointRefused,
@@ -40,6 +41,7 @@ from broker.core import merkle
 from broker.core.checkpoint import Checkpoint, format_receipt, verifier_key
 from broker.core.entry import parse_json
 from broker.errors import AuditUnavailable, FieldProblem, NotFound, ValidationFailed
+from broker.keys import KeyRing
 
 CURSOR_PREFIX: Final = "a1."
 """Names the entry list in its cursors (by seq, newest first)."""
@@ -96,6 +98,7 @@ def entry_view(seq: int, data: bytes) -> dict[str, Any]:
             "request_id": entry["request_id"],
             "items": [
                 {**{k: v for k, v in item.items() if k != "subject_tags"},
+                 "fields": released_fields(item, entry["objects"]),
                  "subject_hashes": item["subject_tags"]}
                 for item in entry["items"]
             ],
@@ -139,9 +142,11 @@ class EntryFilter:
 
 
 def list_entries(
-    engine: Engine, scope: Scope, filters: EntryFilter, *, limit: int, cursor: str | None
+    engine: Engine, scope: Scope, filters: EntryFilter, *, limit: int, cursor: str | None,
+    keys: KeyRing | None = None,
 ) -> tuple[list[dict[str, Any]], str | None]:
-    """Entries newest first, filtered and limited to the scope, paged by an opaque cursor."""
+    """Entries newest first, filtered and limited to the scope, paged by an opaque cursor;
+    `keys` make again the refs a partner's own answers gave (`broker.audit.partner_view`)."""
     if not 1 <= limit <= 1000:
         raise invalid(("query", "limit"), "must be between 1 and 1000")
     before = decode_cursor(cursor) if cursor else None
@@ -174,7 +179,8 @@ def list_entries(
     with engine.connect() as conn:
         rows = conn.execute(query).all()
         page = rows[:limit]
-        items = [_scoped_view(conn, scope, int(seq), bytes(data))[0] for seq, data in page]
+        items = [_scoped_view(conn, scope, int(seq), bytes(data), keys)[0]
+                 for seq, data in page]
     next_cursor = encode_cursor(int(page[-1][0])) if len(rows) > limit else None
     return items, next_cursor
 
@@ -190,23 +196,25 @@ def _entry_row(conn: Connection, scope: Scope, seq: int) -> tuple[bytes, bytes]:
     return bytes(row[0]), bytes(row[1])
 
 
-def _scoped_view(conn: Connection, scope: Scope, seq: int, data: bytes
-                 ) -> tuple[dict[str, Any], bool]:
+def _scoped_view(conn: Connection, scope: Scope, seq: int, data: bytes,
+                 keys: KeyRing | None) -> tuple[dict[str, Any], bool]:
     """(the view of an entry the scope may see, whether it is whole): a partner's is trimmed
     as `broker.audit.partner_view` says."""
     view = entry_view(seq, data)
     if scope.org is None:
         return view, True
-    return partner_view(conn, view, scope.org)
+    return partner_view(conn, view, scope.org, keys)
 
 
-def get_entry(engine: Engine, scope: Scope, seq: int) -> dict[str, Any]:
+def get_entry(engine: Engine, scope: Scope, seq: int, *, keys: KeyRing | None = None
+              ) -> dict[str, Any]:
     """One entry: its view, its canonical bytes (base64) and its leaf hash. A partner's view
     that withholds anything is `redacted` and comes without bytes and leaf hash (they would
-    show, or confirm guesses of, what it withholds)."""
+    show, or confirm guesses of, what it withholds); `keys` make again the refs of its own
+    answers."""
     with engine.connect() as conn:
         data, leaf = _entry_row(conn, scope, seq)
-        view, whole = _scoped_view(conn, scope, seq, data)
+        view, whole = _scoped_view(conn, scope, seq, data, keys)
     return {
         "seq": seq,
         "entry": view,

@@ -34,9 +34,14 @@ class Actor:
         }
 
 
-def person_tag(keys: KeyRing, acting_user: str) -> str:
+def person_tag(keys: KeyRing, org: str, acting_user: str) -> str:
+    """The keyed tag of one person of one organisation.
+
+    The organisation is part of the input: `emp-42` of the gemeente and `emp-42` of the
+    police are different people, and their tags must not link their acts."""
     key = keys.active("audit_tag")
-    digest = hmac.new(key.material, b"acting-user\x1f" + acting_user.encode(), hashlib.sha256)
+    message = b"acting-user\x1f" + org.encode() + b"\x1f" + acting_user.encode()
+    digest = hmac.new(key.material, message, hashlib.sha256)
     return base64.urlsafe_b64encode(digest.digest()[:16]).rstrip(b"=").decode()
 
 
@@ -53,7 +58,7 @@ def client_actor(
         client=client_id,
         org=org,
         roles=tuple(sorted(roles)),
-        acting_user_tag=person_tag(keys, acting_user) if acting_user else None,
+        acting_user_tag=person_tag(keys, org, acting_user) if acting_user else None,
         label=client_id,
     )
 

@@ -40,6 +40,7 @@ from broker.errors import (
 )
 from broker.models import assertion_jti as JTIS
 from broker.models import client as CLIENTS
+from broker.schemas.text import has_control_characters
 
 if TYPE_CHECKING:
     from broker.runtime import Runtime
@@ -170,6 +171,8 @@ def create_client(
         raise _problem("kind", "Kind must be system or personal.")
     if not name.strip() or len(name) > 200:
         raise _problem("name", "Name must be 1 to 200 characters.")
+    if has_control_characters(name, newline_allowed=False):
+        raise _problem("name", "Name must not contain control characters or line breaks.")
     jwk_text = None
     if public_jwk is not None:
         try:

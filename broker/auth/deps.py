@@ -52,14 +52,19 @@ def bearer_token(request: Request) -> str:
 
 
 def _acting_user(request: Request, status: clients.ClientStatus) -> str | None:
+    """The person acting: the header's for a system client; a personal client is the
+    person (its own client id), and naming anyone else is 403, since its acts would be
+    recorded as another person's."""
     values = request.headers.getlist(ACTING_USER_HEADER)
     if len(values) > 1:
         raise BadRequest("Send X-Acting-User once.")
-    if values:
-        if not _ACTING_USER.match(values[0]):
-            raise BadRequest("X-Acting-User must be 1 to 64 characters of A-Z a-z 0-9 . _ @ -.")
-        return values[0]
-    return status.id if status.kind == "personal" else None
+    if values and not _ACTING_USER.match(values[0]):
+        raise BadRequest("X-Acting-User must be 1 to 64 characters of A-Z a-z 0-9 . _ @ -.")
+    if status.kind == "personal":
+        if values and values[0] != status.id:
+            raise Forbidden("A personal client acts as itself: leave out X-Acting-User.")
+        return status.id
+    return values[0] if values else None
 
 
 async def authenticated(request: Request) -> Caller:

@@ -14,6 +14,8 @@ from sqlalchemy import func, select
 from broker import demo
 from broker.auth.actors import system_actor
 from broker.auth.clients import create_client
+from broker.cli import howto, serve
+from broker.errors import StartupError
 from broker.models import signal
 from broker.runtime import Runtime, open_runtime
 from broker.schemas import SignalIn
@@ -48,13 +50,13 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     )
     seed.add_argument("--json", action="store_true")
     seed.set_defaults(func=run_seed)
-
-
-def _write_private(path: Path, data: Any) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w") as handle:
-        json.dump(data, handle, indent=2)
+    serving = demo_sub.add_parser(
+        "serve", help="init, seed, write a sluis configuration, and serve on 127.0.0.1")
+    serving.add_argument("--port", type=int, default=8000)
+    serving.add_argument("--dir", type=Path, default=Path("var"),
+                         help="where the demo clients, the sluis configuration and the curl "
+                              "form are written (owner-only)")
+    serving.set_defaults(func=run_serve)
 
 
 def seed_clients(runtime: Runtime) -> list[dict[str, Any]]:
@@ -99,7 +101,7 @@ def run_seed(args: argparse.Namespace) -> int:
             count = 0
         else:
             clients = seed_clients(runtime)
-            _write_private(args.clients_file, clients)
+            howto.write_private(args.clients_file, json.dumps(clients, indent=2))
             count = seed_signals(runtime)
     finally:
         runtime.close()
@@ -112,3 +114,24 @@ def run_seed(args: argparse.Namespace) -> int:
         print(f"the database already holds {existing} signals; nothing seeded")
     print(f"demo client credentials: {args.clients_file} (readable by you only)")
     return 0
+
+
+def run_serve(args: argparse.Namespace) -> int:
+    """What `scripts/demo` runs: a demo broker on loopback that a new user can try at once.
+
+    Its issuer is the URL it serves, unless `BROKER_ISSUER` says otherwise: a client
+    assertion names the issuer's token URL as its audience, and `sluis` (like most
+    clients) assumes the URL it talks to. The sluis configuration names that audience
+    when the two differ.
+    """
+    url = f"http://127.0.0.1:{args.port}"
+    os.environ.setdefault("BROKER_ISSUER", url)  # read by this process and its workers
+    serve.run_init(argparse.Namespace(json=False))
+    files = howto.files_beside(args.dir / "demo-clients.json")
+    run_seed(argparse.Namespace(clients_file=files.clients, json=False))
+    if not files.clients.exists():
+        raise StartupError(f"the database was seeded before, but {files.clients} is gone: "
+                           "start from an empty database to make new demo clients")
+    clients = howto.write_files(files, url, get_settings().token_url)
+    print(howto.howto(files, url, clients), flush=True)
+    return serve.run_serve(argparse.Namespace(host="127.0.0.1", port=args.port, workers=1))

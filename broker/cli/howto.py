@@ -1,33 +1,147 @@
-"""Prints how to try the demo broker with the seeded demo clients (used by scripts/demo)."""
+"""What a new user needs to try the demo broker: a `sluis` configuration with a profile per
+demo client, a form file for `curl`, and the printed recipe that uses them.
+
+Secrets stay in owner-only files: the recipe names the files, never a secret, and `curl`
+reads the client secret from its form file, so it is not on a command line where `ps`
+would show it. The access token goes to `curl` on standard input (`--config -`) for the
+same reason.
+"""
 
 from __future__ import annotations
 
+import configparser
+import io
 import json
+import os
+import shlex
 import sys
+import urllib.parse
+from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any, Final
+
+ACTING_USER: Final = "emp-1"
+"""The demo's acting person for system clients (a system client names who it acts for)."""
+# A profile name per personal demo client, by its role; system clients are named by org.
+PERSONAL_PROFILES: Final = {"requester": "analyst", "privacy_officer": "officer",
+                            "admin": "admin"}
+TRY_ORG: Final = "gemeente"
 
 
-def howto(clients_file: Path, base_url: str) -> str:
-    clients = json.loads(clients_file.read_text())
-    gemeente = next(c for c in clients if c["org"] == "gemeente")
+@dataclass(frozen=True)
+class DemoFiles:
+    """The files a new user is pointed to (each owner-only)."""
+
+    clients: Path
+    sluis_config: Path
+    curl_form: Path
+
+
+def files_beside(clients_file: Path) -> DemoFiles:
+    """The demo's files, in the folder of its clients file (absolute paths, so the printed
+    recipe works from any directory)."""
+    clients = clients_file.resolve()
+    folder = clients.parent
+    return DemoFiles(clients, folder / "demo-sluis.ini", folder / f"demo-{TRY_ORG}.form")
+
+
+def sluis_command() -> str:
+    """The `sluis` command installed beside this Python (the demo's virtualenv), else the
+    one on the path."""
+    beside = Path(sys.executable).parent / "sluis"
+    return str(beside) if beside.exists() else "sluis"
+
+
+def profile_name(client: dict[str, Any]) -> str:
+    """`gemeente` for the municipality's system client, `riec-officer` for a personal one."""
+    if client["kind"] == "system":
+        return str(client["org"])
+    return f"{client['org']}-{PERSONAL_PROFILES[client['roles'][0]]}"
+
+
+def sluis_config(clients: Sequence[dict[str, Any]], url: str, token_url: str) -> str:
+    """A `sluis` config file (clients/sluis.py): one section per demo client."""
+    parser = configparser.ConfigParser(interpolation=None)
+    for client in clients:
+        section: dict[str, str] = {"url": url, "client_id": client["client_id"],
+                                   "client_secret": client["client_secret"]}
+        if client["kind"] == "system":
+            section["acting_user"] = ACTING_USER
+        if token_url != url.rstrip("/") + "/oauth/token":
+            section["token_audience"] = token_url  # the issuer is not the URL served
+        parser[profile_name(client)] = section
+    text = io.StringIO()
+    text.write("# The demo broker's clients, one profile each: sluis --profile NAME ...\n")
+    parser.write(text)
+    return text.getvalue()
+
+
+def token_form(client: dict[str, Any]) -> str:
+    """The token request's form body (client_secret_post), for `curl -d @FILE`."""
+    return urllib.parse.urlencode({"grant_type": "client_credentials",
+                                   "client_id": client["client_id"],
+                                   "client_secret": client["client_secret"]})
+
+
+def write_private(path: Path, text: str) -> None:
+    """Write `text` to `path`, readable and writable by the owner only (also if it exists)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    os.fchmod(fd, 0o600)
+    with os.fdopen(fd, "w", encoding="utf-8") as handle:
+        handle.write(text)
+
+
+def write_files(files: DemoFiles, url: str, token_url: str) -> list[dict[str, Any]]:
+    """Write the `sluis` config and the curl form from the clients file; its clients."""
+    clients: list[dict[str, Any]] = json.loads(files.clients.read_text())
+    write_private(files.sluis_config, sluis_config(clients, url, token_url))
+    trying = next(c for c in clients if c["org"] == TRY_ORG and c["kind"] == "system")
+    write_private(files.curl_form, token_form(trying))
+    return clients
+
+
+def howto(files: DemoFiles, base_url: str, clients: Sequence[dict[str, Any]]) -> str:
+    """The text printed after the demo starts: where things are and what to try."""
+    config, form = shlex.quote(str(files.sluis_config)), shlex.quote(str(files.curl_form))
+    sluis = shlex.quote(sluis_command())
+    profiles = ", ".join(profile_name(c) for c in clients)
     lines = [
         "",
         f"Sluis demo broker on {base_url} (API documentation: {base_url}/docs)",
-        f"Demo clients and their secrets: {clients_file}",
+        f"Demo clients and their secrets: {files.clients} (readable by you only)",
+        f"A sluis configuration with a profile per demo client: {files.sluis_config}",
+        f"  profiles: {profiles}",
         "",
-        "Try it: get a token as the municipality's system client, then list the purposes:",
+        "Try it with sluis, as the municipality's system client:",
         "",
-        "  TOKEN=$(curl -s -d grant_type=client_credentials \\",
-        f"      -d client_id={gemeente['client_id']} \\",
-        f"      -d client_secret={gemeente['client_secret']} {base_url}/oauth/token \\",
+        f"  export SLUIS_CONFIG={config}",
+        f"  {sluis} --profile {TRY_ORG} purposes",
+        f"  {sluis} --profile {TRY_ORG} disclose --purpose integrale-controle \\",
+        "      --case ZAAK-2026-0042 --address 3072AB 7",
+        "",
+        f"Or with curl: a token (curl reads the client secret from {files.curl_form}),",
+        "then the purposes (the token goes to curl on its standard input, not its command line):",
+        "",
+        f"  TOKEN=$(curl -s -d @{form} {base_url}/oauth/token \\",
         "      | python3 -c 'import json,sys; print(json.load(sys.stdin)[\"access_token\"])')",
-        f'  curl -s -H "Authorization: Bearer $TOKEN" {base_url}/v1/purposes',
-        '  curl -s -H "Authorization: Bearer $TOKEN" -H "X-Acting-User: emp-1" \\',
-        f"      {base_url}/v1/signals",
+        "  printf 'header = \"Authorization: Bearer %s\"\\n' \"$TOKEN\" \\",
+        f"      | curl -s --config - {base_url}/v1/purposes",
         "",
     ]
     return "\n".join(lines)
 
 
+def main(argv: Sequence[str]) -> int:
+    """`python -m broker.cli.howto CLIENTS_FILE URL [TOKEN_URL]`: write the files, print."""
+    clients_file, url = Path(argv[0]), argv[1].rstrip("/")
+    token_url = argv[2] if len(argv) > 2 else url + "/oauth/token"
+    files = files_beside(clients_file)
+    clients = write_files(files, url, token_url)
+    print(howto(files, url, clients))
+    return 0
+
+
 if __name__ == "__main__":
-    print(howto(Path(sys.argv[1]), sys.argv[2]))
+    sys.exit(main(sys.argv[1:]))

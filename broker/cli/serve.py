@@ -1,14 +1,21 @@
-"""`broker init` and `broker serve`."""
+"""`broker init` and `broker serve`.
+
+Both run with a umask of 077: every file and folder they (and the workers `serve` starts)
+create is the owner's only, since the database, its -wal and -shm files and the key ring
+hold what no other local user may read. `serve` refuses a database file that others may
+open, as the key ring refuses such a key file.
+"""
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 
 import uvicorn
 
 from broker import migrate
-from broker.db import make_engine
+from broker.db import check_private_database, make_engine
 from broker.keys import create_key_ring
 from broker.logs import log_config
 from broker.runtime import open_runtime
@@ -28,7 +35,11 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     serve.set_defaults(func=run_serve)
 
 
+OWNER_ONLY_UMASK = 0o077
+
+
 def run_init(args: argparse.Namespace) -> int:
+    os.umask(OWNER_ONLY_UMASK)
     settings = get_settings()
     created = create_key_ring(settings.key_dir)
     engine = make_engine(settings.database_url)
@@ -48,8 +59,11 @@ def run_init(args: argparse.Namespace) -> int:
 
 
 def run_serve(args: argparse.Namespace) -> int:
+    os.umask(OWNER_ONLY_UMASK)
     settings = get_settings()
-    # Fail fast with a clear message (missing keys, schema not at head, bad pack).
+    # Fail fast with a clear message (a database others may read, missing keys, schema
+    # not at head, bad pack).
+    check_private_database(settings.database_url)
     open_runtime(settings).close()
     uvicorn.run(
         "broker.app:create_app",

@@ -177,6 +177,9 @@ NL: Final[Mapping[str, str]] = {
     "subject.legal_basis": "Grondslag",
     "subject.what": "Welke gegevens",
     "subject.kind_of_act": "Soort",
+    "subject.more": "Er volgen meer vastleggingen. Vul het kenmerk opnieuw in voor de "
+                    "volgende pagina.",
+    "subject.next": "Volgende pagina",
     "letter.title": "Overzicht van verstrekte gegevens",
     "letter.intro": "U heeft gevraagd welke gegevens over u binnen het samenwerkingsverband "
                     "zijn gedeeld. Hieronder staat per keer wanneer, met welke organisatie, "
@@ -220,6 +223,8 @@ NL: Final[Mapping[str, str]] = {
     "reid.own": "U mag niet besluiten over een verzoek van uzelf of uw eigen client "
                 "(vier ogen).",
     "reid.already": "Over dit verzoek is al besloten.",
+    "reid.not_decider": "Over dit verzoek beslist de functionaris gegevensbescherming van de "
+                        "organisatie wiens signaal het is, of die van het convenant.",
     "reid.no_reason": "Geef een reden voor het besluit.",
     "subject.withheld": "{count} vastlegging(en) over deze betrokkene zijn nog vertrouwelijk "
                         "en daarom weggelaten. Dit staat niet in de afdrukbare versie.",
@@ -459,6 +464,8 @@ EN: Final[Mapping[str, str]] = {
     "subject.legal_basis": "Legal basis",
     "subject.what": "Which data",
     "subject.kind_of_act": "Kind",
+    "subject.more": "More entries follow. Enter the identifier again for the next page.",
+    "subject.next": "Next page",
     "letter.title": "Overview of data disclosed",
     "letter.intro": "You asked which data about you were shared within the partnership. "
                     "Below, each time: when, with which organisation, for which purpose "
@@ -500,6 +507,8 @@ EN: Final[Mapping[str, str]] = {
     "reid.decided_at": "Decided at",
     "reid.own": "You may not decide a request of your own person or client (four eyes).",
     "reid.already": "This request has already been decided.",
+    "reid.not_decider": "This request is decided by the privacy officer of the organisation "
+                        "whose signal it is, or by the covenant's.",
     "reid.no_reason": "Give a reason for the decision.",
     "subject.withheld": "{count} entry(ies) about this subject are still confidential and "
                         "were left out. The printable version does not say so.",

@@ -12,6 +12,7 @@ from typing import Annotated, Final
 
 from fastapi import APIRouter, Form, Path, Request, Response
 from fastapi.responses import HTMLResponse, RedirectResponse
+from pydantic import ValidationError
 
 from broker.api.deps import RuntimeDep, get_request_id
 from broker.auth.actors import actor_of
@@ -35,7 +36,7 @@ from broker.runtime import Runtime
 from broker.schemas.disclosures import DecisionIn
 from broker.services import oversight
 from broker.services.oversight import Reader
-from broker.services.reidentification import Person
+from broker.services.reidentification import NotTheDecidingOfficer, Person
 from broker.services.reidentification import decide as decide_request
 
 router = APIRouter(route_class=OfficerRoute, prefix=PREFIX, include_in_schema=False)
@@ -55,14 +56,15 @@ def subject_form(request: Request, runtime: RuntimeDep, officer: OfficerDep) -> 
 @router.post("/subject", response_class=HTMLResponse)
 def subject_report(request: Request, runtime: RuntimeDep, officer: OfficerDep,
                    kind: Short = "bsn", value: Short = "", csrf: Short = "",
-                   letter: Short = "") -> HTMLResponse:
-    """The report as a page, or (`letter`) as a printable letter to the data subject."""
+                   letter: Short = "", cursor: Short = "") -> HTMLResponse:
+    """The report as a page, or (`letter`) as a printable letter to the data subject; with
+    `cursor`, the page after the one that gave it."""
     check_origin(request)
     check_csrf(runtime, officer, csrf)
     t = Translator(lang_of(request))
     try:
         found = subjects.report(runtime, actor_of(runtime.keys, officer), kind, value,
-                                request_id=get_request_id(request))
+                                request_id=get_request_id(request), cursor=cursor or None)
     except ValidationFailed:
         return render(request, "subject.html", officer=officer, runtime=runtime,
                       nav="subject", kinds=subjects.KINDS, kind=kind, rows=None,
@@ -70,6 +72,7 @@ def subject_report(request: Request, runtime: RuntimeDep, officer: OfficerDep,
     template = "subject_letter.html" if letter else "subject.html"
     return render(request, template, officer=officer, runtime=runtime, nav="subject",
                   kinds=subjects.KINDS, kind=kind, rows=found.rows, withheld=found.withheld,
+                  next_cursor=found.next_cursor, letter=bool(letter),
                   error=None, masked=subjects.masked(value),
                   names=Names(runtime.policy.pack), today=today())
 
@@ -77,7 +80,7 @@ def subject_report(request: Request, runtime: RuntimeDep, officer: OfficerDep,
 @router.get("/reidentifications", response_class=HTMLResponse)
 def reidentifications(request: Request, runtime: RuntimeDep,
                       officer: OfficerDep) -> HTMLResponse:
-    """Every re-identification request, newest first."""
+    """The re-identification requests the officer sees, newest first."""
     items = oversight.reidentification_queue(runtime, reader_of(runtime, officer, request))
     return render(request, "reidentifications.html", officer=officer, runtime=runtime,
                   nav="reid", items=items, names=Names(runtime.policy.pack))
@@ -86,7 +89,7 @@ def reidentifications(request: Request, runtime: RuntimeDep,
 def _request_page(request: Request, runtime: Runtime, officer: SignedIn, request_id: str, *,
                   reader: Reader | None, message: str | None = None,
                   status: int = 200) -> HTMLResponse:
-    item = oversight.reidentification_request(runtime, request_id, reader=reader)
+    item = oversight.reidentification_request(runtime, request_id, officer.org, reader=reader)
     return render(request, "reidentification.html", officer=officer, runtime=runtime,
                   nav="reid", item=item, names=Names(runtime.policy.pack), message=message,
                   status=status, decided=bool(request.query_params.get("decided")))
@@ -105,19 +108,26 @@ def decide(request: Request, runtime: RuntimeDep, officer: OfficerDep,
            request_id: RequestId, decision: Short = "", reason: Reason = "",
            csrf: Short = "") -> Response:
     """Approve or refuse with a reason, through the re-identification service, which
-    enforces four eyes and audits the decision (refused for the requester's own person,
-    Conflict once decided)."""
+    enforces who decides and four eyes and audits the decision (refused for an officer of
+    another organisation than the signal's or the covenant's, and for the requester's own
+    person; Conflict once decided)."""
     check_origin(request)
     check_csrf(runtime, officer, csrf)
     t = Translator(lang_of(request))
-    if decision not in DECISIONS or not reason.strip():
+    try:
+        # A browser sends a textarea's line breaks as CR LF; the reason keeps them as LF.
+        body = DecisionIn(approve=DECISIONS[decision],
+                          reason=reason.replace("\r\n", "\n").strip())
+    except (KeyError, ValidationError):
         return _request_page(request, runtime, officer, request_id, reader=None,
                              message=t("reid.no_reason"), status=422)
     person = Person(actor_of(runtime.keys, officer), officer.client_id, officer.org,
                     officer.acting_user, get_request_id(request))
     try:
-        decide_request(runtime, person, request_id,
-                       DecisionIn(approve=DECISIONS[decision], reason=reason.strip()))
+        decide_request(runtime, person, request_id, body)
+    except NotTheDecidingOfficer:
+        return _request_page(request, runtime, officer, request_id, reader=None,
+                             message=t("reid.not_decider"), status=403)
     except Forbidden:
         return _request_page(request, runtime, officer, request_id, reader=None,
                              message=t("reid.own"), status=403)

@@ -6,7 +6,9 @@ through its blind-index token, narrows each entry to the subject's own items, le
 confidential entries out until their date, names no employee, and records the look-up
 itself (`audit_read`, tagged with the subject). This module only tidies what the officer
 types (an identifier, or an address without BAG id) and shapes the rows for a page and for
-a letter to the data subject.
+a letter to the data subject, `PAGE` entries at a time: a later page is asked with the
+previous one's cursor and the identifier typed again, so that the identifier never
+appears in a page.
 """
 
 from __future__ import annotations
@@ -26,6 +28,8 @@ from broker.services import subject_report
 from broker.services.oversight import local_day
 
 KINDS: Final = ("bsn", "kvk", "plate", "bag_id", "address")
+PAGE: Final = 500
+"""Entries per page of the report on the officer's pages."""
 # `1234 AB 12`, `1234AB 12A`, `1234AB 12-2`, `1234AB 12 A bis`: postcode, number, an
 # optional one-letter house letter, an optional addition.
 _ADDRESS: Final = re.compile(
@@ -85,15 +89,20 @@ class ReportRow:
 class Report:
     rows: list[ReportRow]
     withheld: int
-    """Entries left out as still confidential: for the officer, never for the letter."""
+    """Entries of this page left out as still confidential: for the officer, never for the
+    letter."""
+    next_cursor: str | None = None
+    """Where the next page continues; None on the last."""
 
 
 def report(runtime: Runtime, actor: Actor, kind: str, value: str, *,
-           request_id: str | None) -> Report:
-    """The access report of the subject with this identifier, oldest first (audited)."""
+           request_id: str | None, cursor: str | None = None) -> Report:
+    """One page of the access report of the subject with this identifier, oldest first,
+    after `cursor` (audited)."""
     answer = subject_report.subject_report(runtime, actor, query(kind, value),
-                                           request_id=request_id)
-    return Report([_row(item) for item in answer["items"]], int(answer["withheld"]))
+                                           request_id=request_id, limit=PAGE, cursor=cursor)
+    return Report([_row(item) for item in answer["items"]], int(answer["withheld"]),
+                  answer["next_cursor"])
 
 
 def _row(row: dict[str, Any]) -> ReportRow:

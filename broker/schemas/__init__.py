@@ -19,9 +19,10 @@ from pydantic import (
 )
 
 from broker.schemas.disclosures import AddressQuery, SubjectQuery
+from broker.schemas.text import LINE, TEXT, TEXT_IF_STRING
 
 Ident = Annotated[str, StringConstraints(pattern=r"^[a-z0-9]+(-[a-z0-9]+)*$", max_length=64)]
-ShortText = Annotated[str, StringConstraints(min_length=1, max_length=200)]
+ShortText = Annotated[str, StringConstraints(min_length=1, max_length=200), LINE]
 SubjectType = Literal["person", "company", "address", "vehicle"]
 
 _RFC3339: Final = re.compile(
@@ -72,7 +73,7 @@ class LocationIn(Strict):
     postcode: Annotated[str, StringConstraints(max_length=10)] | None = None
     house_number: Annotated[StrictInt, Field(ge=1, le=99999)] | None = None
     house_letter: Annotated[str, StringConstraints(pattern=r"^[A-Za-z]$")] | None = None
-    addition: Annotated[str, StringConstraints(min_length=1, max_length=10)] | None = None
+    addition: Annotated[str, StringConstraints(min_length=1, max_length=10), LINE] | None = None
     street: ShortText | None = None
     city: ShortText | None = None
 
@@ -83,8 +84,9 @@ class SignalIn(Strict):
     subject: SubjectIn
     location: LocationIn | None = None
     observed_at: Rfc3339DateTime
-    description: Annotated[str, StringConstraints(max_length=4000)] | None = None
-    attributes: dict[str, Any] = Field(default_factory=dict, max_length=100)
+    description: Annotated[str, StringConstraints(max_length=4000), TEXT] | None = None
+    attributes: dict[str, Annotated[Any, TEXT_IF_STRING]] = Field(
+        default_factory=dict, max_length=100)
 
 
 class SignalBatchIn(Strict):

@@ -17,6 +17,8 @@ from pydantic import (
     model_validator,
 )
 
+from broker.schemas.text import LINE, TEXT
+
 Ident = Annotated[str, StringConstraints(pattern=r"^[a-z0-9]+(-[a-z0-9]+)*$", max_length=64)]
 # A case number, not free text: it is written into the audit log.
 CaseReference = Annotated[
@@ -29,7 +31,8 @@ DisclosureId = Annotated[str, StringConstraints(pattern=r"^dsc_[a-z2-7]{1,36}$")
 FieldPath = Annotated[
     str, StringConstraints(pattern=r"^[a-z_]+(\.[a-z][a-z0-9_]*)?$", max_length=200)
 ]
-FreeText = Annotated[str, StringConstraints(min_length=1, max_length=2000)]
+PageToken = Annotated[str, StringConstraints(pattern=r"^p1\.[0-9]{1,9}\.[A-Za-z0-9_-]{1,400}$")]
+FreeText = Annotated[str, StringConstraints(min_length=1, max_length=2000), TEXT]
 
 SUBJECT_IDENTIFIERS = ("bsn", "kvk", "plate", "bag_id")
 MAX_SIGNAL_IDS = 100
@@ -67,7 +70,7 @@ class AddressQuery(Strict):
     postcode: Annotated[str, StringConstraints(max_length=10)]
     house_number: Annotated[StrictInt, Field(ge=1, le=99999)]
     house_letter: Annotated[str, StringConstraints(pattern=r"^[A-Za-z]$")] | None = None
-    addition: Annotated[str, StringConstraints(min_length=1, max_length=10)] | None = None
+    addition: Annotated[str, StringConstraints(min_length=1, max_length=10), LINE] | None = None
 
 
 class AreaQuery(Strict):
@@ -103,6 +106,8 @@ class DisclosureIn(PurposeBound):
     # Until this day the entry is left out of the data subject's access report
     # (for example during a criminal investigation).
     confidential_until: date | None = None
+    page: PageToken | None = Field(
+        default=None, description="the `next_page` of the previous answer to the same query")
 
 
 class HitIn(PurposeBound):
@@ -118,8 +123,11 @@ class ReleasedSignal(BaseModel):
     ref: str
     category: str
     source: str | None = Field(default=None, description="absent when the rule hides it")
-    legal_basis: str
-    rule: str
+    legal_basis: str | None = Field(
+        default=None, description="absent when the rule hides the source and only one "
+                                  "organisation's signals can carry this basis")
+    rule: str | None = Field(
+        default=None, description="absent when the rule hides the source and covers only one")
     fields: dict[str, Any]
 
 
@@ -130,8 +138,11 @@ class DisclosureOut(BaseModel):
     purpose: str
     signals: list[ReleasedSignal]
     truncated: bool = Field(
-        default=False, description="more signals were released than one answer carries"
+        default=False, description="more signals match than this answer carries"
     )
+    next_page: str | None = Field(
+        default=None, description="send it back as `page`, with the same query, for the "
+                                  "next signals; null on the last page")
 
 
 class HitOut(BaseModel):
@@ -226,5 +237,7 @@ class SubjectReportOut(BaseModel):
     subject_type: str
     items: list[ReportedAct]
     withheld: int = Field(
-        description="entries still confidential, left out; for the officer, not the subject"
+        description="entries of this page still confidential, left out; for the officer, "
+                    "not the subject (the pages' counts add up to the report's)"
     )
+    next_cursor: str | None = Field(description="continues the report; null on its last page")

@@ -24,13 +24,15 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime
 from functools import partial
-from typing import Any, Final, TypeVar
+from typing import Any, TypeVar
 
 from anyio import to_thread
 from sqlalchemy import Table
 
+from broker.audit.compact import RULE_FIELDS, compact
 from broker.clock import utcnow
-from broker.core import randomness
+from broker.core import cellkey, randomness
+from broker.core.policy.concealment import Concealment, concealment
 from broker.core.policy.evaluate import COVENANT_TIMEZONE, CompiledRule
 from broker.core.transforms import Pseudonymiser, flatten_signal, pseudonymiser_for, release
 from broker.keys import KeyRing
@@ -44,6 +46,7 @@ from broker.services.candidates import (
     area_of,
     area_token,
     find,
+    find_reachable,
     lookup_for,
     payload_of,
     signal_subject_token,
@@ -58,9 +61,7 @@ from broker.services.purpose_binding import (
     check_subject_count,
     draft,
 )
-
-MAX_RELEASED: Final = 1000
-"""Signals one disclosure answer carries at most; `truncated` says when more matched."""
+from broker.services.volume import check_budget, decode_page, encode_page, release_page
 
 
 def new_disclosure_id() -> str:
@@ -92,6 +93,7 @@ def _release_one(
     pseudonymiser: Pseudonymiser,
     asker: Asker,
     today: date,
+    concealed: Concealment,
 ) -> Released | None:
     payload = payload_of(keys, candidate)
     if payload is None:  # erased since it was found: it no longer exists
@@ -99,15 +101,18 @@ def _release_one(
     fields = release(rule.fields, flatten_signal(payload), recipient=asker.org,
                      purpose=asker.purpose, pseudonym_key=keys.active("pseudonym").material,
                      today=today, pseudonymiser=pseudonymiser)
-    answer: dict[str, Any] = {
-        "ref": pseudonymiser.signal_ref(candidate.id),
-        "category": candidate.category,
-        "legal_basis": candidate.legal_basis,
-        "rule": rule.id,
-        "fields": fields,
-    }
+    answer: dict[str, Any]
     if rule.reveal_source:
-        answer["source"] = candidate.source
+        answer = {"ref": pseudonymiser.signal_ref(candidate.id), "category": candidate.category,
+                  "legal_basis": candidate.legal_basis, "rule": rule.id, "fields": fields,
+                  "source": candidate.source}
+    else:  # nor what names the source: a basis or a rule that has one possible source
+        answer = {"ref": pseudonymiser.signal_ref(candidate.id), "category": candidate.category}
+        if candidate.legal_basis not in concealed.telling_bases:
+            answer["legal_basis"] = candidate.legal_basis
+        if rule.id not in concealed.anonymous:
+            answer["rule"] = rule.id
+        answer["fields"] = fields
     subject = signal_subject_token(keys, payload)
     item = {
         "signal_id": candidate.id,
@@ -213,7 +218,8 @@ async def summarise_area(runtime: Runtime, asker: Asker, body: AreaSummaryIn,
 
 
 def prepare_disclosure(runtime: Runtime, asker: Asker, body: DisclosureIn) -> Prepared:
-    """Decide a disclosure request: the signals the policy releases, transformed."""
+    """Decide a disclosure request: one page of the signals the policy releases,
+    transformed (`broker.services.volume`: the page, its budgets, its `next_page`)."""
     live = runtime.policy  # once: the whole request is decided by this pack
     limits = runtime.limits
     admit(limits, live, asker)
@@ -221,34 +227,47 @@ def prepare_disclosure(runtime: Runtime, asker: Asker, body: DisclosureIn) -> Pr
     check_categories(live, body.query.categories)
     keys = runtime.keys
     lookup = lookup_for(keys, body.query)
+    after = None if body.page is None else decode_page(keys, asker, body.query, body.page)
+    check_budget(runtime.budget, live, asker)
     if lookup.subject is not None:
         check_subject_count(limits, live, asker, lookup.subject)
-    allowed = live.compiled.categories_for(asker.org, asker.purpose, "disclose")
-    if body.query.categories:
-        allowed = allowed & frozenset(body.query.categories)
     now = utcnow()
-    candidates = find(runtime.engine, lookup, allowed, with_payload=True)
-    pseudonymiser = pseudonymiser_for(keys.active("pseudonym").material, asker.org,
-                                      asker.purpose)
+    reach = live.compiled.reach(asker.org, asker.purpose, "disclose", now.timestamp())
+    if body.query.categories:
+        narrowed = frozenset(body.query.categories)
+        reach = tuple(r for r in reach if r.category in narrowed)
+    fetch = runtime.settings.disclosure_page_size + 1
+    candidates = find_reachable(runtime.engine, lookup, reach, with_payload=True, limit=fetch,
+                                after=after)
+    pseudonym_key = keys.active("pseudonym")
+    pseudonymiser = pseudonymiser_for(pseudonym_key.material, asker.org, asker.purpose)
+    concealed = concealment(live.pack)
     today = _today()
-    released: list[Released] = []
-    truncated = False
-    for candidate, rule in _decided(live, asker, candidates, "disclose", now.timestamp()):
-        if len(released) == MAX_RELEASED:
-            truncated = True
-            break
-        one = _release_one(keys, candidate, rule, pseudonymiser, asker, today)
-        if one is not None:
-            released.append(one)
+    released, continues = release_page(
+        runtime, live, asker, _decided(live, asker, candidates, "disclose", now.timestamp()),
+        fetched=candidates, fetch_limit=fetch, count_subjects=lookup.subject is None,
+        release=lambda c, rule: _release_one(keys, c, rule, pseudonymiser, asker, today,
+                                             concealed))
+    next_page = None if continues is None else encode_page(keys, asker, body.query, continues)
     disclosure_id = new_disclosure_id()
     rows = _pseudonym_rows(disclosure_id, asker, released, now)
     objects: dict[str, Any] = {"disclosure_id": disclosure_id, "query": lookup.kind,
                                "released": len(released)}
+    if released:  # the key of the answer's refs: the requester's view of the entry shows them
+        objects["pseudonym_key"] = pseudonym_key.version
     if lookup.area:
         objects["area"] = lookup.area
     if body.query.categories:
         objects["categories"] = sorted(set(body.query.categories))
-    entry = draft(asker, live, "disclosure", items=[r.item for r in released], objects=objects,
+    items = [r.item for r in released]
+    rule_fields = compact(items)  # a page's rule's fields once, not per signal
+    if rule_fields:
+        objects[RULE_FIELDS] = rule_fields
+    if body.page is not None:
+        objects["continued"] = True
+    if next_page is not None:
+        objects["more"] = True
+    entry = draft(asker, live, "disclosure", items=items, objects=objects,
                   confidential_until=body.confidential_until)
     return Prepared(
         entry,
@@ -258,7 +277,8 @@ def prepare_disclosure(runtime: Runtime, asker: Asker, body: DisclosureIn) -> Pr
             "policy_hash": live.pack.hash,
             "purpose": asker.purpose,
             "signals": [r.answer for r in released],
-            "truncated": truncated,
+            "truncated": next_page is not None,
+            "next_page": next_page,
         },
         subjects=[lookup.subject] if lookup.subject else [],
         rows=[(disclosure_pseudonym, rows)] if rows else [],
@@ -274,10 +294,13 @@ def prepare_hit(runtime: Runtime, asker: Asker, body: HitIn) -> Prepared:
     check_purpose(live, asker, "hit")
     token = subject_token(runtime.keys, body.subject, ("body", "subject"))
     check_subject_count(limits, live, asker, token)
-    allowed = live.compiled.categories_for(asker.org, asker.purpose, "hit")
-    candidates = find(runtime.engine, Lookup("subject", token=token, subject=token), allowed,
-                      with_payload=False)
-    counted = _decided(live, asker, candidates, "hit", utcnow().timestamp())
+    now_ts = utcnow().timestamp()
+    # Only what a rule lets the caller know of is read: the answer's time does not depend
+    # on signals it may not see.
+    reach = live.compiled.reach(asker.org, asker.purpose, "hit", now_ts)
+    candidates = find_reachable(runtime.engine, Lookup("subject", token=token, subject=token),
+                                reach, with_payload=False)
+    counted = _decided(live, asker, candidates, "hit", now_ts)
     sources = sorted({c.source for c, rule in counted if rule.reveal_source})
     items = [
         {"signal_id": c.id, "rule": rule.id, "legal_basis": c.legal_basis,
@@ -292,7 +315,9 @@ def prepare_hit(runtime: Runtime, asker: Asker, body: HitIn) -> Prepared:
 
 def prepare_area_summary(runtime: Runtime, asker: Asker, body: AreaSummaryIn) -> Prepared:
     """Counts per category over a postcode area, of signals whose rule grants at least
-    `aggregate`; a count below the rule's `min_count` is suppressed (null)."""
+    `aggregate`, each with the cell key method's noise (broker/core/cellkey.py: the same
+    signals always get the same count); a perturbed count below the rule's `min_count` is
+    suppressed (null). The entry records the counts as published, nothing of the noise."""
     live = runtime.policy
     admit(runtime.limits, live, asker)
     check_purpose(live, asker, "area_summary")
@@ -300,16 +325,18 @@ def prepare_area_summary(runtime: Runtime, asker: Asker, body: AreaSummaryIn) ->
     allowed = live.compiled.categories_for(asker.org, asker.purpose, "aggregate")
     lookup = Lookup(level, token=area_token(runtime.keys, level, postcode), area=postcode)
     candidates = find(runtime.engine, lookup, allowed, with_payload=False)
-    counts: dict[str, int] = dict.fromkeys(allowed, 0)
+    cells: dict[str, list[str]] = {category: [] for category in allowed}
     thresholds: dict[str, int] = dict.fromkeys(allowed, 1)
     for candidate, rule in _decided(live, asker, candidates, "aggregate", utcnow().timestamp()):
-        counts[candidate.category] += 1
+        cells[candidate.category].append(candidate.id)
         thresholds[candidate.category] = max(thresholds[candidate.category], rule.min_count)
+    # Record keys under the blind-index key, which never rotates: a new key would give every
+    # cell fresh noise, and fresh noise can be averaged away.
+    secret = runtime.keys.active("blind_index").material
     categories = []
     for category in sorted(allowed):
-        shown = counts[category] >= thresholds[category]  # thresholds are >= 1
-        categories.append({"category": category, "count": counts[category] if shown else None,
-                           "suppressed": not shown})
+        count = cellkey.published_count(secret, cells[category], thresholds[category])
+        categories.append({"category": category, "count": count, "suppressed": count is None})
     objects = {"area": postcode, "area_level": level,
                "counts": {c["category"]: c["count"] for c in categories}}
     return Prepared(draft(asker, live, "area_summary", objects=objects),

@@ -49,12 +49,12 @@ def list_entries(
         "until": filters.until.isoformat() if filters.until else None,
     })
     return reads.list_entries(runtime.engine, reader.scope, filters, limit=limit,
-                              cursor=cursor)
+                              cursor=cursor, keys=runtime.keys)
 
 
 def entry(runtime: Runtime, reader: LogReader, seq: int) -> dict[str, Any]:
     """One entry as the reader may see it."""
-    found = reads.get_entry(runtime.engine, reader.scope, seq)
+    found = reads.get_entry(runtime.engine, reader.scope, seq, keys=runtime.keys)
     _record(runtime, reader, {"read": "entry", "seq": seq})
     return found
 

@@ -30,6 +30,7 @@ from broker.clock import as_utc
 from broker.errors import NotFound
 from broker.models import policy_load, policy_version
 from broker.models import reidentification as REQUESTS
+from broker.models import signal as SIGNALS
 from broker.runtime import Runtime
 from broker.services import reidentification, retention
 
@@ -178,7 +179,8 @@ def overview(runtime: Runtime, reader: Reader, *, today: date, weeks: int) -> Ov
     with runtime.engine.connect() as conn:
         size, checkpoint = tree_size(conn), latest_checkpoint(conn)
     figures = activity(runtime.engine, today=today, weeks=weeks)
-    return Overview(size, checkpoint, figures, _requests(runtime, status="pending"))
+    pending = _requests(runtime, _org(reader), status="pending")
+    return Overview(size, checkpoint, figures, pending)
 
 
 # --- Policy history ---
@@ -226,32 +228,44 @@ def organisation_holds(runtime: Runtime, reader: Reader, org: str, *,
 # --- Re-identification requests ---
 
 
-def _requests(runtime: Runtime, *, status: str | None = None) -> list[dict[str, Any]]:
-    """Requests newest first (at most `REQUEST_LIMIT`), optionally of one status, each as
-    the re-identification service lists it (with the requester's `client_id` and the
-    `rule`)."""
-    return reidentification.list_requests(runtime, status=status, limit=REQUEST_LIMIT)[0]
+def _org(reader: Reader) -> str:
+    return reader.actor.org or ""
+
+
+def _requests(runtime: Runtime, org: str, *,
+              status: str | None = None) -> list[dict[str, Any]]:
+    """The requests an officer of `org` sees, newest first (at most `REQUEST_LIMIT`),
+    optionally of one status, each as the re-identification service lists it (with the
+    requester's `client_id` and the `rule`)."""
+    return reidentification.list_requests(runtime, org, status=status,
+                                          limit=REQUEST_LIMIT)[0]
 
 
 def reidentification_queue(runtime: Runtime, reader: Reader) -> list[dict[str, Any]]:
-    """Every re-identification request, newest first (the read recorded first: a
-    justification may name people)."""
+    """The re-identification requests the officer sees, newest first: those on its
+    organisation's signals (every one for the covenant's officer) and its organisation's
+    own (the read recorded first: a justification may name people)."""
     record_read(runtime, reader, {"read": "officer_reidentifications"})
-    return _requests(runtime)
+    return _requests(runtime, _org(reader))
 
 
-def reidentification_request(runtime: Runtime, request_id: str, *,
+def reidentification_request(runtime: Runtime, request_id: str, org: str, *,
                              reader: Reader | None) -> dict[str, Any]:
-    """One request with its justification, the requester's `client_id` and the `rule`;
-    NotFound if there is none. A page view gives its `reader` and the read is recorded
-    first; `reader` None reads without a record (the decision form shown again to say
-    why a decision was not taken)."""
+    """One request an officer of `org` sees, with its justification, the requester's
+    `client_id`, the `rule` and whether the officer may decide it; NotFound if there is
+    none it sees. A page view gives its `reader` and the read is recorded first; `reader`
+    None reads without a record (the decision form shown again to say why a decision was
+    not taken)."""
     if reader is not None:
         record_read(runtime, reader,
                     {"read": "officer_reidentification", "reidentification": request_id})
     with runtime.engine.connect() as conn:
         row = conn.execute(select(REQUESTS).where(REQUESTS.c.id == request_id[:64])).first()
-    if row is None:
+        source = None if row is None else conn.execute(
+            select(SIGNALS.c.source).where(SIGNALS.c.id == row.signal_id)).scalar()
+    pack = runtime.policy.pack
+    if row is None or not reidentification.officer_sees(pack, org, row.org, source or ""):
         raise NotFound("No such re-identification request.")
+    may_decide = org in reidentification.deciding_orgs(pack, source or "")
     return {**reidentification.view(runtime.keys, row), "client_id": row.client_id,
-            "rule": row.rule}
+            "rule": row.rule, "may_decide": may_decide}

@@ -7,7 +7,9 @@ on one client asking about many distinct subjects (enumeration, docs/security.md
 - Fishing: the distinct subjects (blind-index tokens) one client asked about in the last
   hour. Asking about one more than `fishing_subjects_per_hour` is 429, and the first time
   in an episode the caller is told to record an `alert` audit entry. Subjects already asked
-  about in the window stay allowed.
+  about in the window stay allowed. A query that names no subject (an area, signal ids)
+  counts the subjects of the signals it releases, and its page ends before the first that
+  does not fit.
 
 Counting is in process memory, per broker process: with N processes a client gets up to N
 times the allowance. That bounds abuse well enough for a handful of processes; a shared
@@ -20,7 +22,7 @@ import math
 import threading
 import time
 from collections import OrderedDict
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Final
 
@@ -90,6 +92,19 @@ class AbuseLimits:
             if bucket.tokens + (now - bucket.stamp) * self.refill >= self.capacity:
                 del self._buckets[key]
 
+    def _window(self, client_id: str, now: float) -> _Subjects:
+        """The client's subjects of the last hour, older ones dropped (under the lock)."""
+        state = self._subjects.get(client_id)
+        if state is None:
+            state = self._subjects[client_id] = _Subjects(OrderedDict())
+        seen = state.seen
+        while seen:
+            oldest, stamp = next(iter(seen.items()))
+            if stamp > now - HOUR:
+                break
+            del seen[oldest]
+        return state
+
     def ask_about(self, client_id: str, subject: bytes) -> bool:
         """Count `subject` among the client's distinct subjects of the last hour.
 
@@ -99,15 +114,8 @@ class AbuseLimits:
         """
         now = self._clock()
         with self._lock:
-            state = self._subjects.get(client_id)
-            if state is None:
-                state = self._subjects[client_id] = _Subjects(OrderedDict())
+            state = self._window(client_id, now)
             seen = state.seen
-            while seen:
-                oldest, stamp = next(iter(seen.items()))
-                if stamp > now - HOUR:
-                    break
-                del seen[oldest]
             if subject in seen:
                 seen[subject] = now
                 seen.move_to_end(subject)
@@ -120,6 +128,33 @@ class AbuseLimits:
                 raise self._over(state, now)
             state.alerted = True
             return True
+
+    def ask_about_released(self, client_id: str, subjects: Sequence[bytes | None]) -> int:
+        """Count the subjects of signals about to be released (an area or id query), in
+        order, as far as they fit: returns how many of `subjects` fit (None, a signal of no
+        subject, always fits). Where none fits, as `ask_about` over the limit: 0 the first
+        time in an episode (the caller records an `alert`), `RateLimited` later."""
+        now = self._clock()
+        with self._lock:
+            state = self._window(client_id, now)
+            seen = state.seen
+            fitting = 0
+            for subject in subjects:
+                if subject is not None and subject in seen:
+                    seen[subject] = now
+                    seen.move_to_end(subject)
+                elif subject is not None:
+                    if len(seen) >= self.subjects_per_hour:
+                        break
+                    seen[subject] = now
+                    state.alerted = False
+                fitting += 1
+            if fitting or not subjects:
+                return fitting
+            if state.alerted:
+                raise self._over(state, now)
+            state.alerted = True
+            return 0
 
     def over_limit(self, client_id: str) -> RateLimited:
         """The 429 for a client over its distinct-subject limit, with the time until the

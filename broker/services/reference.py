@@ -1,4 +1,11 @@
-"""Reference data of the live pack, as partners see it."""
+"""Reference data of the live pack, as partners see it.
+
+A partner sees the rules in which it is a recipient or a source, but not the sources of a
+rule that hides them from it (`reveal_source: false`, it being a recipient), and the dry
+run does not answer it, source by source, where a rule hides the source from the
+recipient asked about: the answers would differ by source and so name it
+(`broker.core.policy.concealment`). Privacy officers and administrators see everything.
+"""
 
 from __future__ import annotations
 
@@ -6,7 +13,9 @@ from datetime import datetime
 from typing import Any
 
 from broker.clock import rfc3339
+from broker.core.policy.concealment import concealment
 from broker.core.policy.model import Rule
+from broker.errors import Forbidden
 from broker.runtime import LivePolicy
 
 SEE_ALL_RULES = frozenset({"privacy_officer", "admin"})
@@ -52,10 +61,13 @@ def categories(live: LivePolicy) -> list[dict[str, Any]]:
     ]
 
 
+def _recipients(live: LivePolicy, rule: Rule) -> set[str]:
+    return set().union(*(live.pack.expand(name) for name in rule.recipients))
+
+
 def _concerns(live: LivePolicy, rule: Rule, org: str) -> bool:
     pack = live.pack
-    recipients = set().union(*(pack.expand(name) for name in rule.recipients))
-    if org in recipients:
+    if org in _recipients(live, rule):
         return True
     if rule.sources is None:
         sources = {c for cat in rule.categories for c in pack.categories[cat].contributors}
@@ -68,7 +80,7 @@ def policy(live: LivePolicy, org: str, roles: frozenset[str]) -> dict[str, Any]:
     """The live pack's identity and the rules this caller may read."""
     see_all = bool(roles & SEE_ALL_RULES)
     rules = [
-        rule.model_dump(mode="json", exclude_none=True)
+        _shown(live, rule, org, see_all)
         for rule in live.pack.rules
         if see_all or _concerns(live, rule, org)
     ]
@@ -81,6 +93,14 @@ def policy(live: LivePolicy, org: str, roles: frozenset[str]) -> dict[str, Any]:
     }
 
 
+def _shown(live: LivePolicy, rule: Rule, org: str, see_all: bool) -> dict[str, Any]:
+    """A rule as `org` may read it: without the sources it hides from `org`."""
+    shown = rule.model_dump(mode="json", exclude_none=True)
+    if not see_all and not rule.reveal_source and org in _recipients(live, rule):
+        shown.pop("sources", None)
+    return shown
+
+
 def explain(
     live: LivePolicy,
     recipient: str,
@@ -89,6 +109,14 @@ def explain(
     source: str,
     legal_basis: str | None,
     now: datetime,
+    *,
+    roles: frozenset[str],
 ) -> dict[str, Any]:
-    """A dry run over the live pack; discloses nothing."""
+    """A dry run over the live pack; discloses nothing. To a caller without a role that sees
+    every rule it is 403 where a rule hides the source of the category from the recipient
+    for the purpose, whatever the source asked about."""
+    if not roles & SEE_ALL_RULES and (
+            (recipient, purpose, category) in concealment(live.pack).hidden_from):
+        raise Forbidden("A rule hides the sources of this category from the recipient; the "
+                        "dry run does not answer per source. GET /v1/policy lists the rule.")
     return live.compiled.explain(recipient, purpose, category, source, legal_basis, now).as_dict()

@@ -1,8 +1,10 @@
 """Re-identification: a recipient asks for the clear value behind a pseudonym it received.
 
 Four eyes: a privacy officer who is not the requesting person (nor its client) approves or
-refuses; the recipient then fetches the value once, read from the signal at that moment,
-so an erased signal can no longer be re-identified. Every step is one audit entry. The
+refuses, and only the officer of the organisation whose signal it is, or the covenant's
+officer the pack names (`covenant_privacy_officer`), decides; the recipient then fetches
+the value once, read from the signal at that moment, so an erased signal can no longer be
+re-identified. Every step is one audit entry. The
 free-text justification and reason are sealed in the request's row and never enter the
 audit log (they may hold personal data).
 """
@@ -15,13 +17,14 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Final
 
-from sqlalchemy import Connection, Row, select, update
+from sqlalchemy import ColumnElement, Connection, Row, exists, or_, select, update
 
 from broker import cursors
 from broker.audit import drafts
 from broker.auth.actors import Actor, person_tag
 from broker.clock import as_utc, rfc3339, utcnow
 from broker.core import randomness
+from broker.core.policy import Pack
 from broker.core.transforms import flatten_signal
 from broker.errors import Conflict, FieldProblem, Forbidden, NotFound, ValidationFailed
 from broker.keys import KeyRing
@@ -54,6 +57,33 @@ class Person:
     org: str
     acting_user: str | None
     request_id: str | None
+
+
+class NotTheDecidingOfficer(Forbidden):
+    """An officer of an organisation that does not decide on re-identifying this signal."""
+
+
+def deciding_orgs(pack: Pack, source: str) -> frozenset[str]:
+    """The organisations whose privacy officers decide on re-identifying a signal of
+    `source`: the source itself, and the covenant's officer if the pack names one. Never the
+    requester's organisation as such, nor any other."""
+    named = pack.model.covenant_privacy_officer
+    return frozenset({source} if named is None else {source, named})
+
+
+def _officer_scope(pack: Pack, org: str) -> ColumnElement[bool] | None:
+    """The requests an officer of `org` sees: those it may decide (on its organisation's
+    signals; all of them for the covenant's officer) and its organisation's own."""
+    if org == pack.model.covenant_privacy_officer:
+        return None
+    own_signal = exists().where(SIGNAL.c.id == TABLE.c.signal_id, SIGNAL.c.source == org)
+    return or_(TABLE.c.org == org, own_signal)
+
+
+def officer_sees(pack: Pack, org: str, requester: str, source: str) -> bool:
+    """Whether an officer of `org` sees a request of `requester` on a signal of `source`
+    (`_officer_scope` for one request)."""
+    return requester == org or org in deciding_orgs(pack, source)
 
 
 def new_reidentification_id() -> str:
@@ -100,6 +130,13 @@ def view(keys: KeyRing, row: Row[Any], *, audit_seq: int | None = None) -> dict[
 def _load(runtime: Runtime, request_id: str) -> Row[Any] | None:
     with runtime.engine.connect() as conn:
         return conn.execute(select(TABLE).where(TABLE.c.id == request_id)).first()
+
+
+def _source(runtime: Runtime, signal_id: str) -> str:
+    """The organisation a signal came from ("" when there is no such row)."""
+    with runtime.engine.connect() as conn:
+        source = conn.execute(select(SIGNAL.c.source).where(SIGNAL.c.id == signal_id)).scalar()
+    return str(source or "")
 
 
 def _signal(runtime: Runtime, signal_id: str) -> tuple[Candidate, dict[str, Any] | None]:
@@ -167,7 +204,8 @@ def request(
         "id": new_id, "disclosure_id": row.disclosure_id, "ref": row.ref, "path": row.path,
         "signal_id": row.signal_id, "rule": row.rule, "purpose": row.purpose,
         "org": person.org, "client_id": person.client_id,
-        "person_tag": person_tag(runtime.keys, person.acting_user) if person.acting_user else None,
+        "person_tag": (person_tag(runtime.keys, person.org, person.acting_user)
+                       if person.acting_user else None),
         "status": "pending", "key_version": sealed.key_version,
         "wrapped_key": sealed.wrapped_key, "ciphertext": sealed.ciphertext, "created_at": now,
     }
@@ -193,11 +231,12 @@ def _same_person(runtime: Runtime, person: Person, row: Row[Any]) -> bool:
         return True
     if person.org != row.org or person.acting_user is None or row.person_tag is None:
         return False
-    return bool(person_tag(runtime.keys, person.acting_user) == row.person_tag)
+    return bool(person_tag(runtime.keys, person.org, person.acting_user) == row.person_tag)
 
 
 def decide(runtime: Runtime, person: Person, request_id: str, body: DecisionIn) -> dict[str, Any]:
-    """A privacy officer's decision on a pending request; never the requester's own."""
+    """A privacy officer's decision on a pending request: only by an officer of an
+    organisation that decides on the signal (`deciding_orgs`), never the requester's own."""
     row = _load(runtime, request_id)
     if row is None:
         raise NotFound("No such re-identification request.")
@@ -206,6 +245,16 @@ def decide(runtime: Runtime, person: Person, request_id: str, body: DecisionIn) 
     objects = {"reidentification": row.id, "disclosure_id": row.disclosure_id,
                "field": row.path, "recipient": row.org, "approved": body.approve}
     item = _item(runtime.keys, signal, payload, row.rule, {})
+    if person.org not in deciding_orgs(live.pack, signal.source):
+        runtime.audit.record(draft(_asker(person, row.purpose), live,
+                                   "reidentification_decided", outcome="refused",
+                                   reason="not_the_deciding_officer", items=[item],
+                                   objects=objects))
+        if not officer_sees(live.pack, person.org, row.org, signal.source):
+            raise NotFound("No such re-identification request.")
+        raise NotTheDecidingOfficer(
+            "Only the privacy officer of the organisation whose signal it is, or the "
+            "covenant's, decides on its re-identification.")
     if _same_person(runtime, person, row):
         runtime.audit.record(draft(_asker(person, row.purpose), live,
                                    "reidentification_decided", outcome="refused",
@@ -244,12 +293,16 @@ class _AlreadyRevealed(Exception):
 def fetch(
     runtime: Runtime, person: Person, request_id: str, *, requester: bool, officer: bool
 ) -> dict[str, Any]:
-    """A request as its organisation's requesters, or any privacy officer (who must read it
-    to decide), see it; to a requester of its organisation an approved request gives its
-    value, once, and is `revealed` from then on."""
+    """A request as its organisation's requesters, or a privacy officer who sees it
+    (`officer_sees`: to decide it, or its organisation's own), see it; to a requester of
+    its organisation an approved request gives its value, once, and is `revealed` from
+    then on."""
     row = _load(runtime, request_id)
     own = row is not None and requester and row.org == person.org
-    if row is None or not (own or officer):
+    seen = (row is not None and officer
+            and officer_sees(runtime.policy.pack, person.org, row.org,
+                             _source(runtime, row.signal_id)))
+    if row is None or not (own or seen):
         raise NotFound("No such re-identification request.")
     if own and row.status == "approved":
         return _reveal(runtime, person, row)
@@ -301,12 +354,17 @@ def decode_cursor(cursor: str) -> tuple[datetime, str]:
 
 
 def list_requests(
-    runtime: Runtime, *, status: str | None = None, limit: int = 100, cursor: str | None = None
+    runtime: Runtime, org: str, *, status: str | None = None, limit: int = 100,
+    cursor: str | None = None,
 ) -> tuple[list[dict[str, Any]], str | None]:
-    """Requests newest first, optionally of one status, in pages of `limit` after an opaque
-    cursor. Each as `view` shows it (the justification unsealed, never a value), with
-    `requested_at` and the requester's `client_id` and the `rule`: for privacy officers."""
+    """The requests an officer of `org` sees (`_officer_scope`), newest first, optionally
+    of one status, in pages of `limit` after an opaque cursor. Each as `view` shows it (the
+    justification unsealed, never a value), with `requested_at` and the requester's
+    `client_id` and the `rule`: for privacy officers."""
     query = select(TABLE)
+    scope = _officer_scope(runtime.policy.pack, org)
+    if scope is not None:
+        query = query.where(scope)
     if status is not None:
         query = query.where(TABLE.c.status == status)
     page, next_cursor = cursors.newest_first(
@@ -327,4 +385,4 @@ def officer_list(
     runtime.audit.record(drafts.draft(
         "audit_read", person.actor, request_id=person.request_id,
         objects=drafts.without_none({"read": "reidentifications", "status": status or None})))
-    return list_requests(runtime, status=status, limit=limit, cursor=cursor)
+    return list_requests(runtime, person.org, status=status, limit=limit, cursor=cursor)

@@ -114,7 +114,11 @@ def _seal_one(keys: KeyRing, pack: Pack, org: str, created_by: str, item: Prepar
         "created_by": created_by[:40],
     }
     answer = _answer(signal_id, org, item.payload, now, retention_until)
-    index_rows = [{"token": t, "signal_id": signal_id} for t in set(tokens.values())]
+    index_rows = [
+        {"token": t, "signal_id": signal_id, "category": row["category"], "source": org,
+         "legal_basis": row["legal_basis"], "observed_at": row["observed_at"]}
+        for t in set(tokens.values())
+    ]
     return Stored(row, index_rows, answer, tokens.get(item.subject_kind))
 
 

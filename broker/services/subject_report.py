@@ -14,6 +14,12 @@ Entries whose `confidential_until` lies in the future are left out. The answer g
 privacy officer, not to the subject: it carries `withheld`, the number left out, so the
 officer knows the report is incomplete and until when to look again. What reaches the data
 subject is `items` only, which gives no hint of what was withheld.
+
+The report comes in pages, oldest first: a page reads at most `limit` of the subject's
+reported entries (found through the side index, one query), so neither the answer nor
+the memory it takes grows with the subject's history. `withheld` counts the entries of
+the page's own stretch of the log; the pages' counts add up to the whole report's. Each
+page is a look-up of its own and is recorded as one (`audit_read`).
 """
 
 from __future__ import annotations
@@ -24,8 +30,10 @@ from typing import Any, Final
 
 from sqlalchemy import Connection, select
 
-from broker.audit.drafts import draft
-from broker.audit.tables import audit_entry, audit_subject, audit_subject_entry, chunks
+from broker import cursors
+from broker.audit.compact import released_fields
+from broker.audit.drafts import draft, without_none
+from broker.audit.tables import audit_entry, audit_subject, audit_subject_entry
 from broker.auth.actors import Actor
 from broker.core.entry import parse_json, subject_tag
 from broker.core.policy.evaluate import COVENANT_TIMEZONE
@@ -40,25 +48,31 @@ REPORTED_ACTIONS: Final = frozenset({
     "reidentification_decided",
     "reidentification_revealed",
 })
+DEFAULT_PAGE: Final = 100
+MAX_PAGE: Final = 1000
+"""The most entries one page of a report reads and answers."""
+CURSOR_PREFIX: Final = "s1|"
 
 
-def _entries(conn: Connection, token: bytes) -> tuple[bytes | None, list[tuple[int, bytes]]]:
+def _page(conn: Connection, token: bytes, after: int, limit: int
+          ) -> tuple[bytes | None, list[tuple[int, bytes]]]:
+    """(the subject's tag key, up to `limit` + 1 of its reported entries after `after`,
+    oldest first), or (None, []) for a subject the log does not know."""
     key = conn.execute(
         select(audit_subject.c.subject_key).where(audit_subject.c.token == token)
     ).scalar()
     if key is None:
         return None, []
-    seqs = sorted(int(s) for s in conn.execute(
-        select(audit_subject_entry.c.seq).where(audit_subject_entry.c.token == token)
-    ).scalars())
-    rows: list[tuple[int, bytes]] = []
-    for chunk in chunks(seqs):
-        rows.extend(
-            (int(seq), bytes(data)) for seq, data in conn.execute(
-                select(audit_entry.c.seq, audit_entry.c.bytes).where(audit_entry.c.seq.in_(chunk))
-            )
-        )
-    return bytes(key), sorted(rows)
+    query = (
+        select(audit_entry.c.seq, audit_entry.c.bytes)
+        .select_from(audit_subject_entry.join(
+            audit_entry, audit_entry.c.seq == audit_subject_entry.c.seq))
+        .where(audit_subject_entry.c.token == token, audit_subject_entry.c.seq > after,
+               audit_entry.c.action.in_(sorted(REPORTED_ACTIONS)))
+        .order_by(audit_subject_entry.c.seq)
+        .limit(limit + 1)
+    )
+    return bytes(key), [(int(seq), bytes(data)) for seq, data in conn.execute(query)]
 
 
 def _reported(seq: int, entry: dict[str, Any], tag: str) -> dict[str, Any]:
@@ -75,7 +89,7 @@ def _reported(seq: int, entry: dict[str, Any], tag: str) -> dict[str, Any]:
         "items": [
             {"rule": item.get("rule"), "legal_basis": item["legal_basis"],
              "category": item["category"], "source": item["source"],
-             "fields": item.get("fields") or {}}
+             "fields": released_fields(item, objects)}
             for item in entry.get("items") or ()
             if tag in (item.get("subject_tags") or ())
         ],
@@ -112,19 +126,27 @@ def subject_of(runtime: Runtime, query: SubjectQuery | AddressQuery) -> tuple[st
 
 def subject_report(
     runtime: Runtime, actor: Actor, query: SubjectQuery | AddressQuery, *,
-    request_id: str | None,
+    request_id: str | None, limit: int = DEFAULT_PAGE, cursor: str | None = None,
 ) -> dict[str, Any]:
-    """The access report of one subject (an identifier, or an address without BAG id); the
-    look-up itself is audited first (`audit_read`, tagged with the subject, so the officer's
-    search is accountable too)."""
+    """One page of the access report of one subject (an identifier, or an address without
+    BAG id), oldest first, after `cursor`; `next_cursor` continues it, None on the last
+    page. The look-up itself is audited first (`audit_read`, tagged with the subject, so
+    the officer's search is accountable too), once per page; a bad cursor is a 422 before
+    anything is recorded."""
+    after = cursors.decode_seq(CURSOR_PREFIX, cursor) if cursor else None
+    limit = min(max(limit, 1), MAX_PAGE)
     kind, token = subject_of(runtime, query)
-    runtime.audit.record(draft("audit_read", actor, request_id=request_id,
-                               objects={"read": "subject_report", "subject_type": kind}),
+    # A later page's entry also says where it continued: the seq of the previous page's end.
+    objects = without_none({"read": "subject_report", "subject_type": kind, "after": after})
+    runtime.audit.record(draft("audit_read", actor, request_id=request_id, objects=objects),
                          subjects=[token])
     with runtime.engine.connect() as conn:
-        key, rows = _entries(conn, token)
+        key, rows = _page(conn, token, -1 if after is None else after, limit)
     if key is None:
-        return {"subject_type": kind, "items": [], "withheld": 0}
+        return {"subject_type": kind, "items": [], "withheld": 0, "next_cursor": None}
+    page = rows[:limit]
+    next_cursor = cursors.encode_seq(CURSOR_PREFIX, page[-1][0]) if len(rows) > limit else None
     today = datetime.now(COVENANT_TIMEZONE).date()
-    items, withheld = build_report(rows, key, today)
-    return {"subject_type": kind, "items": items, "withheld": withheld}
+    items, withheld = build_report(page, key, today)
+    return {"subject_type": kind, "items": items, "withheld": withheld,
+            "next_cursor": next_cursor}

@@ -7,6 +7,7 @@ from typing import Any
 
 from broker.audit import integrity
 from broker.audit.tables import audit_entry, tree_size
+from broker.core import cellkey
 from broker.core.entry import Entry, decode_entry
 from broker.runtime import Runtime
 
@@ -107,3 +108,10 @@ def entries_since(runtime: Runtime, seq: int) -> list[Entry]:
 def log_verifies(runtime: Runtime) -> bool:
     report = integrity.verify_live(runtime.engine, runtime.audit.signer)
     return bool(report.ok)
+
+
+def published_count(runtime: Runtime, signal_ids: list[str], threshold: int = 5) -> int | None:
+    """An area summary's count of exactly these signals, as the cell key method publishes
+    it under this broker's key (None when suppressed): what an answer must show."""
+    secret = runtime.keys.active("blind_index").material
+    return cellkey.published_count(secret, signal_ids, threshold)

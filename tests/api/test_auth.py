@@ -84,12 +84,18 @@ def basic(client_id: str, secret: str) -> dict[str, str]:
     return {"Authorization": "Basic " + base64.b64encode(pair).decode()}
 
 
-def assert_invalid_client(answer: Any) -> None:
+def assert_invalid_client(answer: Any, *, assertion: bool = False) -> None:
+    """401 `invalid_client`, saying nothing of why; a refused client assertion is told
+    the rules every assertion must meet (the same words, whatever it broke)."""
     assert answer.status_code == 401, answer.text
     assert answer.headers["content-type"] == "application/json"
     assert answer.headers["cache-control"] == "no-store"
-    assert answer.json() == {"error": "invalid_client",
-                             "error_description": "Client authentication failed."}
+    description = "Client authentication failed."
+    if assertion:
+        description += (" A client assertion must be signed with ES256 by the client's "
+                        "registered key, have aud https://sluis.example/oauth/token, and "
+                        "expire within 300 seconds.")
+    assert answer.json() == {"error": "invalid_client", "error_description": description}
 
 
 # --- client secret ---------------------------------------------------------------------------
@@ -279,7 +285,7 @@ def test_bad_assertions_are_invalid_client(app: TestClient, holder: KeyHolder) -
         form = assertion_form(case.pop("assertion"), **case)
         answer = app.post("/oauth/token", data=form)
         assert answer.status_code == 401, name
-        assert_invalid_client(answer)
+        assert_invalid_client(answer, assertion=True)
     assert app.post("/oauth/token", data=assertion_form(holder.assertion())).status_code == 200
 
 
@@ -289,7 +295,7 @@ def test_keyed_client_has_no_secret_and_secret_client_no_key(
     assert_invalid_client(app.post("/oauth/token", data=secret_form(holder.client_id, "x")))
     client_id, _secret = credentials("politie", ["requester"])
     foreign = KeyHolder.assertion(holder, iss=client_id, sub=client_id)
-    assert_invalid_client(app.post("/oauth/token", data=assertion_form(foreign)))
+    assert_invalid_client(app.post("/oauth/token", data=assertion_form(foreign)), assertion=True)
 
 
 def test_assertion_of_a_revoked_client_is_refused(
@@ -297,7 +303,8 @@ def test_assertion_of_a_revoked_client_is_refused(
 ) -> None:
     assert app.post("/oauth/token", data=assertion_form(holder.assertion())).status_code == 200
     clients.revoke_client(runtime, holder.client_id)
-    assert_invalid_client(app.post("/oauth/token", data=assertion_form(holder.assertion())))
+    assert_invalid_client(app.post("/oauth/token", data=assertion_form(holder.assertion())),
+                          assertion=True)
 
 
 # --- JWKS ------------------------------------------------------------------------------------
@@ -392,8 +399,16 @@ def test_personal_client_acts_as_itself(app: TestClient, credentials: Credential
     assert itself.status_code == 200
     assert itself.json()["acting_user"] == client_id
     assert itself.json()["kind"] == "personal"
-    named = app.get("/probe/acting-contributor", headers=bearer(token, **{"X-Acting-User": "p1"}))
-    assert named.json()["acting_user"] == "p1"
+    named_itself = app.get("/probe/acting-contributor",
+                           headers=bearer(token, **{"X-Acting-User": client_id}))
+    assert named_itself.json()["acting_user"] == client_id
+    for route in ("/probe/acting-contributor", "/probe/any"):
+        # Its acts would be recorded as another person's: refused on every route.
+        named = app.get(route, headers=bearer(token, **{"X-Acting-User": "p1"}))
+        assert named.status_code == 403
+        assert named.json()["code"] == "forbidden"
+        assert named.json()["detail"] == ("A personal client acts as itself: leave out "
+                                          "X-Acting-User.")
 
 
 def test_require_names_known_roles_only() -> None:

@@ -19,7 +19,7 @@ from sqlalchemy import select
 from broker import cursors
 from broker.audit.reads import EntryFilter, Scope, list_entries
 from broker.models import reidentification
-from broker.services import retention, signals
+from broker.services import candidates, retention, signals
 from broker.services.oversight import activity
 from tests.audit.audit_kit import LogEnv, draft, read_plans
 
@@ -170,3 +170,45 @@ def test_a_partners_list_is_its_own_entries_newest_first(sqlite_log: LogEnv) -> 
             assert _pages(log, Scope(org), EntryFilter(purpose=purpose)) == [
                 item["seq"] for item in mine if item["purpose"] == purpose]
         assert (org == "riec") == (not mine)
+
+
+def _candidate_plans(log: LogEnv, *, with_payload: bool, after: candidates.After | None,
+                     ) -> list[str]:
+    """SQLite's plan of the read a hit check (no payload) or a disclosure page sends: the
+    gemeente's rules for `integrale-controle`, about one subject."""
+    from broker.core.policy import CompiledPolicy, load_pack
+    from tests.conftest import DEMO_PACK
+
+    reach = CompiledPolicy(load_pack(DEMO_PACK)).reach(
+        "gemeente", "integrale-controle", "hit", datetime(2026, 11, 29, tzinfo=UTC).timestamp())
+    terms: list[candidates.Term] = [(r.category, r.source, r.legal_basis, r.since)
+                                    for r in reach]
+    lookup = candidates.Lookup("subject", token=b"t" * 32, subject=b"t" * 32)
+    sql, params = candidates.statement("sqlite", lookup, terms, with_payload=with_payload,
+                                       limit=101, after=after)
+    with log.engine.connect() as conn:
+        return [str(detail) for *_, detail in conn.exec_driver_sql(
+            "EXPLAIN QUERY PLAN " + sql, tuple(params)).all()]
+
+
+REACH_SEEK = ("SEARCH i USING COVERING INDEX ix_signal_index_reach (token=? AND category=? "
+              "AND source=? AND legal_basis=? AND observed_at>?)")
+
+
+@pytest.mark.parametrize(("with_payload", "after"), [
+    (False, None), (True, None), (True, candidates.After(1_764_000_000_000_000, "sig_x"))])
+def test_a_candidate_read_seeks_only_what_the_rules_reach(
+    sqlite_log: LogEnv, with_payload: bool, after: candidates.After | None
+) -> None:
+    """A hit check or a disclosure page seeks each (token, category, source, legal basis)
+    its rules reach from the oldest observation they accept, in the index that holds the
+    envelope: no row of another basis, source or age is read (docs/security.md row 51); a
+    disclosure reads the signal rows it found by their key, and nothing else."""
+    plans = _candidate_plans(sqlite_log, with_payload=with_payload, after=after)
+    seeks = [p for p in plans if p.startswith("SEARCH i ")]
+    assert seeks and all(p == REACH_SEEK for p in seeks), plans
+    assert all(p.startswith("SEARCH ") for p in _touching(plans)), plans
+    signal_reads = [p for p in plans if p.startswith("SEARCH s ")]
+    by_key = "SEARCH s USING INDEX sqlite_autoindex_signal_1 (id=?)"
+    assert signal_reads == ([by_key] * len(seeks) if with_payload else []), plans
+    assert not any(p.startswith("SCAN ") and p != "SCAN t" for p in plans), plans

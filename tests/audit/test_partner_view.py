@@ -1,6 +1,7 @@
 """A partner's view of the audit log: a source sees only its own signals' items, a requester
-no source its rule hides, and a trimmed entry comes without bytes or leaf hash (which would
-show, or confirm guesses of, what it withholds). The privacy officer sees every entry whole.
+of other organisations' signals only what its answer gave (refs, no source its rule hides),
+and a trimmed entry comes without bytes or leaf hash (which would show, or confirm guesses
+of, what it withholds). The privacy officer sees every entry whole.
 
 The API tests run on SQLite and PostgreSQL; `trim` itself is pure and tested directly.
 """
@@ -18,6 +19,7 @@ from hypothesis import strategies as st
 
 from broker.audit.partner_view import trim
 from broker.core import merkle
+from broker.core.policy.concealment import Concealment
 from tests.api.disclosure_kit import BAG_ID, energy, hennep
 
 Headers = Callable[..., dict[str, str]]
@@ -46,34 +48,74 @@ def full_view(**changes: Any) -> dict[str, Any]:
     return view
 
 
-def reveals(rule: str | None) -> bool:
-    return rule == "open"
+CONCEALED = Concealment(rules=frozenset({"open", "hidden"}), revealing=frozenset({"open"}))
+"""`open` shows its source, `hidden` hides it (but names neither a single-source basis nor
+a single source)."""
 
 
-def test_the_requester_sees_its_entry_but_not_a_hidden_source() -> None:
-    shown, whole = trim(full_view(), "gemeente", reveals)
+def refs(signal_id: str) -> str:
+    return "sg_" + signal_id
+
+
+def test_the_requester_sees_its_answer_in_its_entry_and_not_a_hidden_source() -> None:
+    shown, whole = trim(full_view(), "gemeente", CONCEALED, refs)
     assert not whole and shown["redacted"] is True and shown["id"] is None
     assert [i["source"] for i in shown["items"]] == ["politie", None]
-    assert [i["signal_id"] for i in shown["items"]] == ["sig_a", None]
-    assert shown["items"][1]["rule"] == "hidden" and shown["items"][1]["subject_hashes"] == ["t2"]
+    assert [i["signal_id"] for i in shown["items"]] == [None, None]
+    assert [i["ref"] for i in shown["items"]] == ["sg_sig_a", "sg_sig_b"]
+    assert shown["items"][1]["rule"] == "hidden" and shown["items"][1]["subject_hashes"] == []
     assert (shown["client"], shown["case_reference"], shown["objects"]) == (
         "cl_gemeente", "ZAAK-1", {"disclosure_id": "dsc_x", "released": 2})
 
 
-def test_an_entry_that_hides_nothing_from_its_requester_is_whole() -> None:
+def test_what_names_a_hidden_source_is_withheld_as_the_answer_withholds_it() -> None:
+    anonymous = Concealment(rules=frozenset({"open", "hidden"}), revealing=frozenset({"open"}),
+                            anonymous=frozenset({"hidden"}), telling_bases=frozenset({"b"}))
     view = full_view()
-    view["items"] = view["items"][:1]
-    shown, whole = trim(view, "gemeente", reveals)
-    assert whole and shown == view
-    # a hidden source that is the reader itself hides nothing from it
+    view["items"][1]["fields"] = {"location.postcode": "reveal"}
+    shown, _ = trim(view, "gemeente", anonymous, refs)
+    assert shown["items"][1] == {
+        "ref": "sg_sig_b", "signal_id": None, "rule": None, "legal_basis": None,
+        "category": "c", "source": None, "fields": {"location.postcode": None},
+        "subject_hashes": []}
+    assert shown["items"][0]["legal_basis"] == "b"  # `open` shows its source: nothing to hide
+    # a pack not in the history hides everything
+    shown, _ = trim(view, "gemeente", Concealment(), refs)
+    assert all(i["source"] is None and i["rule"] is None and i["legal_basis"] is None
+               for i in shown["items"])
+
+
+def test_an_entry_of_own_signals_only_is_whole_for_its_requester() -> None:
     own = full_view(org="netbeheerder")
-    shown, whole = trim(own, "netbeheerder", lambda rule: False)
-    assert shown["items"][1]["source"] == "netbeheerder"
-    assert not whole  # politie's source is hidden by the (here) non-revealing rule
+    own["items"] = own["items"][1:]
+    shown, whole = trim(own, "netbeheerder", Concealment(), refs)
+    assert whole and shown == own
+    # another organisation's signal in it makes it a trimmed view
+    shown, whole = trim(full_view(org="netbeheerder"), "netbeheerder", CONCEALED, refs)
+    assert not whole and shown["items"][1]["signal_id"] == "sig_b"
+    assert shown["items"][0]["signal_id"] is None
+
+
+def test_a_hit_shows_its_requester_only_the_yes_and_the_sources_its_answer_named() -> None:
+    hit = full_view(action="hit", objects={"hit": True})
+    shown, whole = trim(hit, "gemeente", CONCEALED, refs)
+    assert not whole and shown["items"] == []
+    assert shown["objects"] == {"hit": True, "sources": ["politie"]}
+    miss = full_view(action="hit", objects={"hit": False}, items=[])
+    assert trim(miss, "gemeente", CONCEALED, refs) == ({**miss, "redacted": False}, True)
+
+
+def test_an_area_summary_shows_its_requester_only_the_counts_it_got() -> None:
+    counts = {"area": "3072", "area_level": "pc4", "counts": {"c": None}}
+    summary = full_view(action="area_summary", items=[], objects=counts)
+    assert trim(summary, "gemeente", CONCEALED) == ({**summary, "redacted": False}, True)
+    more = full_view(action="area_summary", items=[], objects={**counts, "true_counts": {"c": 2}})
+    shown, whole = trim(more, "gemeente", CONCEALED)
+    assert not whole and shown["objects"] == counts
 
 
 def test_a_source_sees_only_its_own_items_and_no_requester_details() -> None:
-    shown, whole = trim(full_view(), "netbeheerder", reveals)
+    shown, whole = trim(full_view(), "netbeheerder", CONCEALED)
     assert not whole and shown["redacted"] is True
     assert [i["signal_id"] for i in shown["items"]] == ["sig_b"]
     assert shown["items"][0]["source"] == "netbeheerder"
@@ -88,12 +130,12 @@ def test_a_source_sees_only_its_own_items_and_no_requester_details() -> None:
 def test_a_source_keeps_the_recipient_of_a_reidentification() -> None:
     view = full_view(action="reidentification_decided", org="riec",
                      objects={"recipient": "gemeente", "approved": True})
-    shown, _ = trim(view, "politie", reveals)
+    shown, _ = trim(view, "politie", CONCEALED)
     assert shown["objects"] == {"recipient": "gemeente"}
 
 
 def test_a_damaged_entry_shows_nothing_to_a_partner() -> None:
-    assert trim({"seq": 3, "damaged": True}, "gemeente", reveals) == (
+    assert trim({"seq": 3, "damaged": True}, "gemeente", CONCEALED) == (
         {"seq": 3, "damaged": True, "redacted": True}, False)
 
 
@@ -116,7 +158,8 @@ def two_sources(api: TestClient, auth_headers: Headers) -> dict[str, Any]:
                          headers=auth_headers("gemeente", ["requester"]))
     assert disclosed.status_code == 200, disclosed.text
     assert {s["source"] for s in disclosed.json()["signals"]} == {"netbeheerder", "politie"}
-    return {"seq": disclosed.json()["audit_seq"], "ids": ids}
+    return {"seq": disclosed.json()["audit_seq"], "ids": ids,
+            "refs": [s["ref"] for s in disclosed.json()["signals"]]}
 
 
 def entry(api: TestClient, headers: dict[str, str], seq: int) -> dict[str, Any]:
@@ -156,18 +199,25 @@ def test_each_source_sees_only_its_own_items(
         assert listed(api, headers, seq) == shown
 
 
-def test_the_requester_and_the_officer_see_the_whole_entry_with_its_bytes(
+def test_the_officer_sees_the_whole_entry_with_its_bytes_the_requester_its_answer(
     api: TestClient, auth_headers: Headers, two_sources: dict[str, Any]
 ) -> None:
     seq = two_sources["seq"]
-    for headers in (auth_headers("gemeente", ["requester"]),
-                    auth_headers("riec", ["privacy_officer"])):
-        body = entry(api, headers, seq)
-        assert body["redacted"] is False and bytes_match(body)
-        assert {i["source"] for i in body["entry"]["items"]} == {"netbeheerder", "politie"}
-        assert body["entry"]["case_reference"] == "ZAAK-2026-9"
-        assert body["entry"]["id"].startswith("ae_")
-        assert listed(api, headers, seq) == body["entry"]
+    officer = auth_headers("riec", ["privacy_officer"])
+    body = entry(api, officer, seq)
+    assert body["redacted"] is False and bytes_match(body)
+    assert {i["source"] for i in body["entry"]["items"]} == {"netbeheerder", "politie"}
+    assert body["entry"]["case_reference"] == "ZAAK-2026-9"
+    assert body["entry"]["id"].startswith("ae_")
+    assert listed(api, officer, seq) == body["entry"]
+    requester = auth_headers("gemeente", ["requester"])
+    own = entry(api, requester, seq)
+    assert own["redacted"] is True and own["entry_b64"] is None and own["leaf_hash"] is None
+    assert {i["source"] for i in own["entry"]["items"]} == {"netbeheerder", "politie"}
+    assert {i["ref"] for i in own["entry"]["items"]} == set(two_sources["refs"])
+    assert {i["signal_id"] for i in own["entry"]["items"]} == {None}
+    assert own["entry"]["case_reference"] == "ZAAK-2026-9"
+    assert listed(api, requester, seq) == own["entry"]
 
 
 def test_a_source_the_rule_hides_stays_hidden_from_the_requester(
@@ -189,9 +239,9 @@ def test_a_source_the_rule_hides_stays_hidden_from_the_requester(
     own = entry(api, requester, seq)
     assert own["redacted"] is True and own["entry_b64"] is None and own["leaf_hash"] is None
     (item,) = own["entry"]["items"]
-    assert item["source"] is None and item["rule"] == "netbeheerder-hennep-energiefraude"
-    assert item["signal_id"] is None  # asked for by id under another purpose, it could show
-    assert item["category"] == released["category"]
+    assert item == {"ref": released["ref"], "signal_id": None, "rule": None,
+                    "legal_basis": None, "category": released["category"], "source": None,
+                    "fields": dict.fromkeys(released["fields"]), "subject_hashes": []}
     assert own["entry"]["case_reference"] == "EF-2026-3" and own["entry"]["id"] is None
     assert "politie" not in str(own)
     assert listed(api, requester, seq) == own["entry"]
@@ -225,15 +275,18 @@ def test_a_trimmed_view_never_shows_more_than_the_reader_may_know(
     actor: str | None, reader: str, items: list[dict[str, Any]], objects: dict[str, Any]
 ) -> None:
     view = full_view(org=actor, items=items, objects=objects)
-    shown, whole = trim(view, reader, reveals)
+    shown, whole = trim(view, reader, CONCEALED, refs)
     assert set(shown) == set(view)
     if whole:
         assert shown == view
     else:
         assert shown["redacted"] is True and shown["id"] is None
     for item in shown["items"]:
-        hidden = item["source"] not in (None, reader) and not reveals(item["rule"])
+        hidden = item["source"] not in (None, reader) and not CONCEALED.shows_source(
+            item["rule"])
         assert not hidden, item  # never a source the rule hides from the reader
+        if item["source"] != reader:  # no id of a signal not its own
+            assert item["signal_id"] is None and item["subject_hashes"] == []
     if actor != reader:
         assert all(i["source"] == reader for i in shown["items"])
         assert shown["client"] is None and shown["case_reference"] is None

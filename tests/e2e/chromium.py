@@ -22,9 +22,11 @@ import subprocess
 import tempfile
 import time
 import urllib.request
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import pytest
 from websockets.sync.client import ClientConnection, connect
 
 FLAGS = (
@@ -187,3 +189,20 @@ class Chromium:
             self.process.kill()
             self.process.wait(timeout=10)
         shutil.rmtree(self.profile, ignore_errors=True)
+
+
+@contextlib.contextmanager
+def started_chromium(what: str) -> Iterator[Chromium]:
+    """A headless Chromium until the block ends; without one the test fails (saying `what`
+    needs it), or is skipped where `BROKER_SKIP_BROWSER=1` says there is no browser."""
+    binary = chromium_binary()
+    if binary is None:
+        if os.environ.get("BROKER_SKIP_BROWSER") == "1":
+            pytest.skip("no Chromium here and BROKER_SKIP_BROWSER=1")
+        pytest.fail(f"Chromium is not installed (Debian package `chromium`); {what} "
+                    "tested in a real browser. Set BROKER_SKIP_BROWSER=1 to skip.")
+    chromium = Chromium(binary)
+    try:
+        yield chromium
+    finally:
+        chromium.close()

@@ -18,6 +18,7 @@ from typing import Any
 
 import pytest
 
+from tests.e2e.served import broker_env, run_broker
 from tests.e2e.serving import free_port, serving
 
 REPO = Path(__file__).resolve().parents[2]
@@ -42,28 +43,6 @@ class ServedBroker:
         """The API paths the broker serves (endpoints still being built may be absent)."""
         with urllib.request.urlopen(self.url + "/openapi.json", timeout=10) as answer:  # noqa: S310
             return set(json.loads(answer.read())["paths"])
-
-
-def broker_env(directory: Path, port: int) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("BROKER_", "SLUIS_"))}
-    env.update({
-        "BROKER_DATABASE_URL": f"sqlite:///{directory / 'broker.db'}",
-        "BROKER_KEY_DIR": str(directory / "keys"),
-        "BROKER_POLICY_DIR": str(REPO / "policies" / "ondermijning"),
-        # Client assertions name the token URL as audience: make it the served one.
-        "BROKER_ISSUER": f"http://127.0.0.1:{port}",
-    })
-    return env
-
-
-def run_broker(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
-    result = subprocess.run(
-        [sys.executable, "-m", "broker", *args], env=env, cwd=REPO, capture_output=True,
-        text=True, timeout=120,
-    )
-    if result.returncode != 0:
-        raise AssertionError(f"broker {' '.join(args)} failed:\n{result.stdout}\n{result.stderr}")
-    return result
 
 
 @contextmanager

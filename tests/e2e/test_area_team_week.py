@@ -164,8 +164,14 @@ def test_the_area_teams_week(served: Broker) -> None:
             "purpose": "ondermijningsbeeld", "area": {"postcode": "3072"}})
         assert area.status_code == 200, area.text
         counts = {c["category"]: c for c in area.json()["categories"]}
-        assert counts["energie-afwijking"] == {"category": "energie-afwijking", "count": 6,
-                                               "suppressed": False}
+        # Six signals, with the cell key method's noise of at most three either way: shown
+        # when the noisy count reaches the rule's five, and the same count when asked again.
+        energie = counts["energie-afwijking"]
+        assert energie["suppressed"] is (energie["count"] is None)
+        assert energie["count"] is None or 5 <= energie["count"] <= 9
+        again = http.post("/v1/area-summaries", headers=riec, json={
+            "purpose": "ondermijningsbeeld", "area": {"postcode": "3072"}})
+        assert {c["category"]: c for c in again.json()["categories"]} == counts
         assert counts["hennepteelt-vermoeden"] == {"category": "hennepteelt-vermoeden",
                                                    "count": None, "suppressed": True}
 

@@ -194,7 +194,7 @@ def test_demo_broker_serves_the_seeded_street(served: tuple[str, list[dict[str, 
 def test_demo_howto_prints_a_working_recipe(
     served: tuple[str, list[dict[str, Any]]], demo_dir: Path
 ) -> None:
-    base, _ = served
+    base, clients = served
     result = subprocess.run(
         [sys.executable, "-m", "broker.cli.howto", str(demo_dir / "demo-clients.json"), base],
         capture_output=True,
@@ -202,7 +202,9 @@ def test_demo_howto_prints_a_working_recipe(
         check=True,
         cwd=REPO,
     )
-    assert "/oauth/token" in result.stdout and "client_secret=" in result.stdout
+    assert "/oauth/token" in result.stdout and "-d @" in result.stdout
+    # The recipe reads the secret from an owner-only file; it never prints one.
+    assert not any(client["client_secret"] in result.stdout for client in clients)
 
 
 def _token(base: str, client: dict[str, Any]) -> str:

@@ -28,7 +28,7 @@ import httpx
 import pytest
 
 from tests.api.disclosure_kit import BSN
-from tests.e2e.chromium import Chromium, chromium_binary
+from tests.e2e.chromium import Chromium, started_chromium
 from tests.e2e.serving import free_port, serving
 from tests.officer_kit import Scenario, run_scenario
 
@@ -95,17 +95,8 @@ def scenario(served: Served) -> Scenario:
 
 @pytest.fixture
 def browser() -> Iterator[Chromium]:
-    binary = chromium_binary()
-    if binary is None:
-        if os.environ.get("BROKER_SKIP_BROWSER") == "1":
-            pytest.skip("no Chromium here and BROKER_SKIP_BROWSER=1")
-        pytest.fail("Chromium is not installed (Debian package `chromium`); the officer's "
-                    "pages are tested in a real browser. Set BROKER_SKIP_BROWSER=1 to skip.")
-    chromium = Chromium(binary)
-    try:
+    with started_chromium("the officer's pages are") as chromium:
         yield chromium
-    finally:
-        chromium.close()
 
 
 def shoot(browser: Chromium, name: str) -> None:

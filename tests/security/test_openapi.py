@@ -44,8 +44,8 @@ def test_the_bearer_scheme_is_declared_on_every_protected_operation(api: TestCli
         else:
             assert operation.get("security") == [{"bearer": []}], (method, path)
             protected.append(path)
-    assert {"/oauth/token", "/.well-known/jwks.json", "/v1/audit/checkpoint-key", "/healthz",
-            "/readyz", "/metrics"} == set(public)
+    assert {"/oauth/token", "/.well-known/jwks.json", "/.well-known/oauth-authorization-server",
+            "/v1/audit/checkpoint-key", "/healthz", "/readyz", "/metrics"} == set(public)
     assert len(protected) >= 25
 
 

@@ -24,9 +24,10 @@ PARTNERS_AND_OFFICER = frozenset({"contributor", "requester", "privacy_officer"}
 EXPECTED: dict[tuple[str, str], frozenset[str] | None] = {
     ("GET", "/healthz"): PUBLIC,
     ("GET", "/readyz"): PUBLIC,
-    ("GET", "/metrics"): PUBLIC,
+    ("GET", "/metrics"): PUBLIC,  # no access token: the metrics token (test_metrics_token.py)
     ("POST", "/oauth/token"): PUBLIC,
     ("GET", "/.well-known/jwks.json"): PUBLIC,
+    ("GET", "/.well-known/oauth-authorization-server"): PUBLIC,
     ("GET", "/v1/organisations"): ANY,
     ("GET", "/v1/purposes"): ANY,
     ("GET", "/v1/legal-bases"): ANY,

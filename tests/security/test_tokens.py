@@ -681,8 +681,11 @@ def test_assertion_audience_must_be_the_token_endpoint(
     audience: Any = [runtime.settings.token_url, "other"] if aud == "LIST" else aud
     refused = api.post("/oauth/token", data=with_assertion(client.assertion(aud=audience)))
     assert refused.status_code == 401
-    assert refused.json() == {"error": "invalid_client",
-                              "error_description": "Client authentication failed."}
+    # The refusal names the audience expected (public, in the metadata), nothing else.
+    assert refused.json() == {"error": "invalid_client", "error_description": (
+        "Client authentication failed. A client assertion must be signed with ES256 by the "
+        f"client's registered key, have aud {runtime.settings.token_url}, and expire within "
+        "300 seconds.")}
     accepted = api.post("/oauth/token", data=with_assertion(
         client.assertion(aud=runtime.settings.token_url)))
     assert accepted.status_code == 200
@@ -744,7 +747,7 @@ def test_admin_routes_refuse_every_other_role(
     routes = _admin_routes(api)
     assert ("POST", "/v1/admin/clients") in routes
     assert ("DELETE", f"/v1/admin/clients/{CLIENT_ID}") in routes
-    admin = auth_headers("riec", ["admin"], kind="personal")
+    admin = auth_headers("riec", ["admin"], kind="personal", acting_user=None)
     for roles in (["contributor", "requester"], ["privacy_officer"], ["privacy_officer",
                                                                      "contributor"]):
         partner = auth_headers("politie", roles)

@@ -14,6 +14,7 @@ from broker.auth import clients
 from broker.auth.actors import Actor, client_actor
 from broker.auth.deps import Caller, require
 from broker.runtime import Runtime
+from broker.schemas.text import LINE
 
 router = APIRouter(route_class=StrictJSONRoute, prefix="/v1/admin", tags=["administration"])
 Admin = Annotated[Caller, Depends(require("admin"))]
@@ -40,7 +41,7 @@ class ClientIn(BaseModel):
     model_config = ConfigDict(extra="forbid", strict=True)
 
     org: str = Field(pattern=clients.ORG_PATTERN, max_length=64)
-    name: str = Field(min_length=1, max_length=200)
+    name: Annotated[str, Field(min_length=1, max_length=200), LINE]
     kind: Literal["system", "personal"] = "system"
     roles: list[Role] = Field(min_length=1, max_length=4)
     public_jwk: PublicJwkIn | None = None

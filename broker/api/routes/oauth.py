@@ -1,4 +1,5 @@
-"""The token endpoint (RFC 6749 client credentials, RFC 7523 assertions) and the JWKS.
+"""The token endpoint (RFC 6749 client credentials, RFC 7523 assertions), the JWKS, and the
+authorization server's metadata (RFC 8414), by which an OAuth library finds them.
 
 Errors here follow RFC 6749 section 5.2 (`{"error", "error_description"}`),
 not problem details, because OAuth client libraries expect that form. Every
@@ -21,10 +22,11 @@ from fastapi.responses import JSONResponse
 from broker.api.deps import RequestIdDep, RuntimeDep
 from broker.api.routing import StrictJSONRoute
 from broker.auth import clients, tokens
-from broker.auth.clients import Client
+from broker.auth.clients import ROLES, Client
 from broker.auth.throttle import FailureCounter
 from broker.errors import InvalidClient, RateLimited
 from broker.runtime import Runtime
+from broker.settings import Settings
 
 router = APIRouter(route_class=StrictJSONRoute, tags=["authentication"])
 
@@ -33,6 +35,11 @@ NO_STORE: Final = {"Cache-Control": "no-store", "Pragma": "no-cache"}
 FormField = Annotated[str | None, Form()]
 _log = logging.getLogger("broker.auth")
 _counter_lock = threading.Lock()
+
+
+AUTH_METHODS: Final = ("client_secret_basic", "client_secret_post", "private_key_jwt")
+JWKS_PATH: Final = "/.well-known/jwks.json"
+REFUSED: Final = "Client authentication failed."
 
 
 class _OAuthError(Exception):
@@ -122,6 +129,18 @@ def _oauth_error(error: _OAuthError, basic_used: bool) -> JSONResponse:
                         status_code=error.status, headers=headers)
 
 
+def _refusal(settings: Settings, assertion: str | None) -> str:
+    """What a refused client is told: never why, but for a client assertion the rules every
+    assertion must meet, above all the audience it must name (the token URL, public in the
+    metadata), which a client cannot guess when the broker's issuer is not its address.
+    The same words for every refused assertion, so they say nothing about this one."""
+    if assertion is None:
+        return REFUSED
+    return (f"{REFUSED} A client assertion must be signed with {tokens.ALGORITHM} by the "
+            f"client's registered key, have aud {settings.token_url}, and expire within "
+            f"{tokens.MAX_ASSERTION_SECONDS} seconds.")
+
+
 def _log_refusal(claimed: str | None, remote: str, reason: str, request_id: str | None) -> None:
     _log.warning("token request refused", extra={
         "event": "token_refused", "client_id": claimed, "remote_addr": remote,
@@ -165,14 +184,13 @@ def issue_token(
                                    client_assertion_type, client_assertion)
         except InvalidClient as exc:
             counter.fail(keys)
-            raise _OAuthError(401, "invalid_client", "Client authentication failed.",
-                              exc.detail) from None
+            raise _OAuthError(401, "invalid_client", _refusal(runtime.settings,
+                              client_assertion), exc.detail) from None
         roles = _granted_roles(client, scope)
     except InvalidClient as exc:  # malformed Basic credentials, before counting keys
         counter.fail([f"addr:{remote}"])
         _log_refusal(claimed, remote, exc.detail, request_id)
-        return _oauth_error(_OAuthError(401, "invalid_client", "Client authentication failed.",
-                                        exc.detail), basic_used)
+        return _oauth_error(_OAuthError(401, "invalid_client", REFUSED, exc.detail), basic_used)
     except _OAuthError as exc:
         _log_refusal(claimed, remote, exc.reason, request_id)
         return _oauth_error(exc, basic_used)
@@ -192,7 +210,36 @@ def issue_token(
     return JSONResponse(body, headers=NO_STORE)
 
 
-@router.get("/.well-known/jwks.json")
+@router.get(JWKS_PATH)
 def jwks(runtime: RuntimeDep) -> JSONResponse:
     """The public keys access tokens are signed with (RFC 7517); no token needed."""
     return JSONResponse(runtime.keys.jwks(), headers={"Cache-Control": "public, max-age=300"})
+
+
+def server_metadata(settings: Settings) -> dict[str, Any]:
+    """RFC 8414 metadata: the issuer, the token endpoint, its client authentication methods
+    and the JWKS, every URL built from `BROKER_ISSUER` (never from the request's Host).
+
+    There is no authorization endpoint (only the client credentials grant), so
+    `response_types_supported` is left out: RFC 8414 section 3.2 forbids an empty array,
+    and the OAuth working group's reading is to omit it where no grant uses that endpoint.
+    """
+    base = settings.issuer.rstrip("/")
+    return {
+        "issuer": settings.issuer,
+        "token_endpoint": settings.token_url,
+        "jwks_uri": base + JWKS_PATH,
+        "grant_types_supported": ["client_credentials"],
+        "token_endpoint_auth_methods_supported": list(AUTH_METHODS),
+        "token_endpoint_auth_signing_alg_values_supported": [tokens.ALGORITHM],
+        "scopes_supported": sorted(ROLES),
+        "service_documentation": base + "/docs",
+    }
+
+
+@router.get("/.well-known/oauth-authorization-server")
+def authorization_server(runtime: RuntimeDep) -> JSONResponse:
+    """The authorization server's metadata (RFC 8414): token endpoint, client
+    authentication methods, JWKS; no token needed."""
+    return JSONResponse(server_metadata(runtime.settings),
+                        headers={"Cache-Control": "public, max-age=300"})

@@ -46,13 +46,16 @@ def list_categories(runtime: RuntimeDep, _caller: CallerDep) -> dict[str, Any]:
 
 @router.get("/policy", response_model=PolicyOut)
 def get_policy(runtime: RuntimeDep, caller: CallerDep) -> dict[str, Any]:
-    """The live pack; partners see the rules in which they are recipient or source."""
+    """The live pack; partners see the rules in which they are recipient or source, without
+    the sources a rule hides from them."""
     return reference.policy(runtime.policy, caller.org, caller.roles)
 
 
 @router.post("/policy/explain", response_model=ExplainOut, response_model_exclude_none=True)
-def explain(body: ExplainIn, runtime: RuntimeDep, _caller: CallerDep) -> dict[str, Any]:
-    """A dry run over the live pack: which rule, which access, which transform per field."""
+def explain(body: ExplainIn, runtime: RuntimeDep, caller: CallerDep) -> dict[str, Any]:
+    """A dry run over the live pack: which rule, which access, which transform per field.
+    403 to a partner where a rule hides the category's sources from the recipient (the
+    answers would name them, source by source)."""
     return reference.explain(
         runtime.policy,
         body.recipient,
@@ -61,4 +64,5 @@ def explain(body: ExplainIn, runtime: RuntimeDep, _caller: CallerDep) -> dict[st
         body.source,
         body.legal_basis,
         utcnow(),
+        roles=caller.roles,
     )

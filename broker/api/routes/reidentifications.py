@@ -39,9 +39,10 @@ def create_reidentification(
     request_id: RequestIdDep,
     idempotency_key: IdempotencyKey = None,
 ) -> dict[str, Any]:
-    """Ask to see the clear value behind a pseudonym your organisation received; a privacy
-    officer decides. The justification is kept sealed, never in the audit log. A retry with
-    the same `Idempotency-Key` and body gets the first answer (409 with another body)."""
+    """Ask to see the clear value behind a pseudonym your organisation received; the privacy
+    officer of the organisation whose signal it is (or the covenant's) decides. The
+    justification is kept sealed, never in the audit log. A retry with the same
+    `Idempotency-Key` and body gets the first answer (409 with another body)."""
     return reidentification.request(runtime, _person(runtime, caller, request_id), body,
                                     idempotency_key)
 
@@ -55,9 +56,10 @@ def list_reidentifications(
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
     cursor: Annotated[str | None, Query(max_length=200)] = None,
 ) -> dict[str, Any]:
-    """Requests newest first (`status=pending`: those awaiting a decision), with the
-    requester's organisation, purpose, field and justification; never a value. The read is
-    recorded in the audit log first."""
+    """The requests this officer sees, newest first: those on its organisation's signals
+    (all, for the covenant's officer) and its organisation's own (`status=pending`: those
+    awaiting a decision), with the requester's organisation, purpose, field and
+    justification; never a value. The read is recorded in the audit log first."""
     items, next_cursor = reidentification.officer_list(
         runtime, _person(runtime, caller, request_id), status=status, limit=limit,
         cursor=cursor)
@@ -73,7 +75,8 @@ def decide_reidentification(
     caller: Officer,
     request_id: RequestIdDep,
 ) -> dict[str, Any]:
-    """Approve or refuse a pending request (never one's own: four eyes)."""
+    """Approve or refuse a pending request on your organisation's signal (on any signal, for
+    the covenant's officer); never one's own (four eyes)."""
     return reidentification.decide(runtime, _person(runtime, caller, request_id), reid_id, body)
 
 
@@ -82,7 +85,8 @@ def get_reidentification(
     reid_id: RequestId, runtime: RuntimeDep, caller: Reader, request_id: RequestIdDep
 ) -> dict[str, Any]:
     """The request; to its organisation, once approved, the value (given once, then
-    `revealed`). Privacy officers may read any request to decide it, never its value."""
+    `revealed`). A privacy officer reads the requests it may decide and its organisation's
+    own, never with the value."""
     return reidentification.fetch(
         runtime, _person(runtime, caller, request_id), reid_id,
         requester="requester" in caller.roles, officer="privacy_officer" in caller.roles,

@@ -98,6 +98,14 @@ def rule_keys(rule: Rule, model: PackModel,
 # --- the checks ---------------------------------------------------------------------------
 
 
+def _check_covenant_officer(model: PackModel, origins: Origins) -> Iterator[FieldProblem]:
+    named = model.covenant_privacy_officer
+    if named is not None and named not in model.organisations:
+        where = (origins.scalars.get("covenant_privacy_officer", "(pack)"),
+                 "covenant_privacy_officer")
+        yield FieldProblem(where, f"{named} is not an organisation of the pack")
+
+
 def _check_groups(model: PackModel, origins: Origins) -> Iterator[FieldProblem]:
     for group, orgs in model.groups.items():
         where = origins.entry("groups", group)
@@ -252,7 +260,8 @@ def _check_tests(ctx: _Context) -> Iterator[FieldProblem]:
 def check_references(model: PackModel, origins: Origins) -> list[FieldProblem]:
     """All cross-entry problems of the entries that passed their own validation."""
     ctx = _Context(model, origins, members_of(model))
-    problems = [*_check_groups(model, origins), *_check_catalogue(ctx)]
+    problems = [*_check_covenant_officer(model, origins), *_check_groups(model, origins),
+                *_check_catalogue(ctx)]
     sound_rules: list[int] = []
     first_by_id: dict[str, int] = {}
     for index, rule in enumerate(model.rules):

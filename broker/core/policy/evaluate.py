@@ -19,13 +19,15 @@ from broker.core.policy.load import Pack
 from broker.core.policy.model import ACCESS_LEVELS, Rule
 from broker.core.policy.transform_spec import Transform
 
-__all__ = ["COVENANT_TIMEZONE", "CompiledPolicy", "CompiledRule", "Explanation"]
+__all__ = ["COVENANT_TIMEZONE", "CompiledPolicy", "CompiledRule", "Explanation", "Reach"]
 
 Key = tuple[str, str, str, str, str]
 # valid_from / valid_until are calendar days of a Dutch covenant: they begin and end at
 # midnight in Dutch time, not UTC.
 COVENANT_TIMEZONE = ZoneInfo("Europe/Amsterdam")
 _DAY = 86400.0
+_REACH_CACHE = 4096
+"""Reaches kept per compiled pack (per recipient, purpose, level and minute)."""
 
 
 def _day_start(day: date) -> float:
@@ -79,6 +81,18 @@ class CompiledRule:
 
 
 @dataclass(frozen=True, slots=True)
+class Reach:
+    """Signals one rule in force can release to a request: of this category, source and
+    legal basis, observed at or after `since` (epoch seconds; None: of any age). A request
+    reads only signals within its reaches, so what it cannot see costs it nothing."""
+
+    category: str
+    source: str
+    legal_basis: str
+    since: float | None
+
+
+@dataclass(frozen=True, slots=True)
 class Explanation:
     """The answer of a dry run: access level, the rule and its transforms, or access "none"."""
 
@@ -119,9 +133,12 @@ class CompiledPolicy:
         self._purposes: frozenset[tuple[str, str]] = frozenset(
             (k[0], k[1]) for k in by_key)
         self._categories: dict[tuple[str, str], dict[str, int]] = {}
-        for key, rules in by_key.items():
+        self._keys: dict[tuple[str, str], list[tuple[Key, tuple[CompiledRule, ...]]]] = {}
+        self._reach: dict[tuple[str, str, str, float], tuple[Reach, ...]] = {}
+        for key, rules in sorted(by_key.items()):
             best = self._categories.setdefault((key[0], key[1]), {})
             best[key[2]] = max(best.get(key[2], 0), *(r.level for r in rules))
+            self._keys.setdefault((key[0], key[1]), []).append((key, tuple(rules)))
 
     def decide(self, recipient: str, purpose: str, category: str, source: str,
                legal_basis: str, observed_at: datetime, now: datetime) -> CompiledRule | None:
@@ -168,6 +185,38 @@ class CompiledPolicy:
         wanted = ACCESS_LEVELS[level]
         best = self._categories.get((recipient, purpose), {})
         return frozenset(c for c, lvl in best.items() if lvl >= wanted)
+
+    def reach(self, recipient: str, purpose: str, level: str, now_ts: float
+              ) -> tuple[Reach, ...]:
+        """What a request of `recipient` for `purpose` at `now_ts` can see at `level` or
+        above: per (category, source, legal basis) with a rule in force, the oldest
+        observation its rule accepts. Sorted, so one request shape gives one statement.
+
+        Decided as of the start of `now_ts`'s minute (validity terms begin and end on whole
+        minutes, so the rules in force are the same), and kept for that minute: a reach may
+        take in signals up to a minute older than their rule accepts, never fewer; each
+        request still decides every signal by its rule.
+        """
+        minute = now_ts // 60 * 60
+        key = (recipient, purpose, level, minute)
+        found = self._reach.get(key)
+        if found is None:
+            if len(self._reach) >= _REACH_CACHE:
+                self._reach.clear()
+            found = self._reach[key] = self._reach_at(recipient, purpose, level, minute)
+        return found
+
+    def _reach_at(self, recipient: str, purpose: str, level: str, now_ts: float
+                  ) -> tuple[Reach, ...]:
+        wanted = ACCESS_LEVELS[level]
+        found = []
+        for (_, _, category, source, basis), rules in self._keys.get((recipient, purpose), ()):
+            for rule in rules:
+                if rule.level >= wanted and rule.in_force(now_ts):
+                    since = None if rule.max_age is None else now_ts - rule.max_age
+                    found.append(Reach(category, source, basis, since))
+                    break
+        return tuple(found)
 
     def explain(self, recipient: str, purpose: str, category: str, source: str,
                 legal_basis: str | None = None, now: datetime | None = None) -> Explanation:

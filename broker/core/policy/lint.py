@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from datetime import date
 
 from broker.core.policy.checks import expand_names, members_of
+from broker.core.policy.concealment import betrayals
 from broker.core.policy.load import Pack
 from broker.core.policy.model import Rule
 
@@ -86,6 +87,15 @@ def _catalogue_warnings(pack: Pack) -> Iterator[LintWarning]:
                               "no rule lets anyone receive this category")
 
 
+def _betrayal_warnings(pack: Pack) -> Iterator[LintWarning]:
+    for index, what in betrayals(pack):
+        file_name, entry = pack.origins.item("rules", index)
+        yield LintWarning("hidden-source-betrayed", file_name, entry,
+                          f"hides its source, but {'; '.join(what)}: the recipient can "
+                          "tell the source all the same")
+
+
 def lint_pack(pack: Pack, today: date) -> list[LintWarning]:
     """Every warning for a loaded (valid) pack, as of `today`."""
-    return [*_rule_warnings(pack, today), *_catalogue_warnings(pack)]
+    return [*_rule_warnings(pack, today), *_betrayal_warnings(pack),
+            *_catalogue_warnings(pack)]

@@ -37,7 +37,8 @@ from broker.errors import FieldProblem, PackInvalid
 __all__ = ["Pack", "canonical_json", "load_pack", "load_pack_from_text"]
 
 PACK_WIDE = "(pack)"
-_SCALARS = ("pack", "version", "description")
+_SCALARS = ("pack", "version", "description", "covenant_privacy_officer")
+_IDENT_SCALARS = ("pack", "covenant_privacy_officer")
 _MAP_SECTIONS: dict[str, Any] = {
     "organisations": TypeAdapter(Organisation),
     "groups": TypeAdapter(GroupMembers, config=ConfigDict(strict=True)),
@@ -247,7 +248,7 @@ def _validate_scalars(merged: _Merged, valid: dict[str, Any],
             continue
         where = (merged.origins.scalars[key], key)
         value = merged.data[key]
-        if key == "pack":
+        if key in _IDENT_SCALARS:
             ok = isinstance(value, str) and _is_ident(value)
             message = "expected an identifier (lower-case words joined by hyphens)"
         else:

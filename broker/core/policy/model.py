@@ -324,6 +324,9 @@ class PackModel(_Strict):
     pack: Ident
     version: Text
     description: str = ""
+    # The organisation whose privacy officer may decide re-identification requests on any
+    # signal of the pack, beside the officer of the organisation whose signal it is.
+    covenant_privacy_officer: Ident | None = None
     organisations: Annotated[dict[Ident, Organisation], Field(min_length=1)]
     groups: dict[Ident, GroupMembers] = Field(default_factory=dict)
     legal_bases: dict[Ident, LegalBasis]
