@@ -91,36 +91,35 @@ def _placeholder() -> str:
 def pre_encode(pending: Pending, origin: str) -> None:
     """Validate and encode an entry (see `Encoded`): in the caller's thread, or for an
     entry with `work`, by the appender after the work ran. A malformed draft fails here."""
-    draft = dict(pending.draft)
-    clash = APPENDER_FILLS.intersection(draft)
+    given = pending.draft
+    clash = APPENDER_FILLS.intersection(given)
     if clash:
         raise ValueError(f"the appender fills {', '.join(sorted(clash))}; leave them out")
     entry_id = new_entry_id()
     by_token: dict[bytes, str] = {}
 
     def tag(token: bytes) -> str:
-        if token not in by_token:
-            by_token[token] = _placeholder()
-        return by_token[token]
+        found = by_token.get(token)
+        if found is None:
+            found = by_token[token] = _placeholder()
+        return found
 
     items = []
-    for item in draft.get("items") or ():
+    for item in given.get("items") or ():
         item = dict(item)
         if "subjects" in item:
             item["subject_tags"] = [
-                *item.get("subject_tags", ()),
-                *(tag(t) for t in item.pop("subjects")),
-            ]
+                *item.get("subject_tags", ()), *[tag(t) for t in item.pop("subjects")]]
         items.append(item)
+    draft = {**given}  # the one copy: the caller's draft stays as it was
     if items:
         draft["items"] = items
     in_items = set(by_token)
-    loose = sorted(tag(t) for t in dict.fromkeys(pending.subjects) if t not in in_items)
+    loose = sorted([tag(t) for t in dict.fromkeys(pending.subjects) if t not in in_items])
     if loose:
         draft["objects"] = {**(draft.get("objects") or {}), "subject_tags": loose}
-    entry = Entry.model_validate(
-        {**draft, "v": 1, "origin": origin, "id": entry_id, "seq": 0, "time": PLACEHOLDER_TIME}
-    )
+    draft.update(v=1, origin=origin, id=entry_id, seq=0, time=PLACEHOLDER_TIME)
+    entry = Entry.model_validate(draft)
     data = entry_json(entry)
     if not data.endswith(_PLACEHOLDER_TAIL):  # RFC 8785 puts seq, time, v last, always
         raise RuntimeError("canonical entry bytes do not end with seq, time and v")

@@ -12,9 +12,13 @@ import hashlib
 import hmac
 from collections.abc import Set
 from dataclasses import dataclass
-from typing import Protocol
+from functools import lru_cache
+from typing import Final, Protocol
 
 from broker.keys import KeyRing
+
+_TAGS_KEPT: Final = 4096
+"""Acting-user tags kept per process (each request of a known person reuses its tag)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -40,9 +44,16 @@ def person_tag(keys: KeyRing, org: str, acting_user: str) -> str:
     The organisation is part of the input: `emp-42` of the gemeente and `emp-42` of the
     police are different people, and their tags must not link their acts."""
     key = keys.active("audit_tag")
+    return _tag(key.version, key.material, org, acting_user)
+
+
+@lru_cache(maxsize=_TAGS_KEPT)
+def _tag(version: int, material: bytes, org: str, acting_user: str) -> str:
+    """`person_tag` under one version of the audit-tag key; kept by key version and
+    material, so a rotated or reloaded key never meets a tag made under another."""
     message = b"acting-user\x1f" + org.encode() + b"\x1f" + acting_user.encode()
-    digest = hmac.new(key.material, message, hashlib.sha256)
-    return base64.urlsafe_b64encode(digest.digest()[:16]).rstrip(b"=").decode()
+    digest = hmac.digest(material, message, hashlib.sha256)
+    return base64.urlsafe_b64encode(digest[:16]).rstrip(b"=").decode()
 
 
 def client_actor(

@@ -119,14 +119,23 @@ Day = Annotated[StrictStr, AfterValidator(_check_date)]
 TransformSpec = StrictStr | dict[StrictStr, Json]
 """A transform by name (``"reveal"``) or with parameters (``{"generalise": "month"}``)."""
 def _ordered(value: dict[str, Any]) -> dict[str, Any]:
-    """A validated object with its members, at every depth, in RFC 8785 order."""
-    keys = sorted(value) if "".join(value).isascii() else sorted(value, key=_utf16_key)
-    out = {}
-    for key in keys:
-        item = value[key]
+    """A validated object with its members, at every depth, in RFC 8785 order.
+
+    Validation hands over a new object at every depth, so it is reordered in place: only
+    an object whose members are out of order is rebuilt."""
+    keys = list(value)
+    if len(keys) > 1:
+        ordered = (sorted(keys) if "".join(keys).isascii()
+                   else sorted(keys, key=_utf16_key))
+        if ordered != keys:
+            value = {key: value[key] for key in ordered}
+    for key, item in value.items():
         kind = type(item)
-        out[key] = item if kind is not dict and kind is not list else _ordered_value(item)
-    return out
+        if kind is dict:
+            value[key] = _ordered(item)
+        elif kind is list:
+            value[key] = [_ordered_value(member) for member in item]
+    return value
 
 
 def _ordered_value(value: Any) -> Any:
@@ -349,5 +358,5 @@ def subject_tag(subject_key: bytes, entry_id: str) -> str:
     A per-entry tag: the subject's key links it to the entry, and destroying that key
     (erasure) unlinks every entry without touching the log.
     """
-    mac = hmac.new(subject_key, entry_id.encode("utf-8"), hashlib.sha256).digest()
+    mac = hmac.digest(subject_key, entry_id.encode("utf-8"), hashlib.sha256)
     return base64.urlsafe_b64encode(mac).rstrip(b"=").decode("ascii")

@@ -23,6 +23,7 @@ __all__ = [
     "PSEUDONYM_PREFIX",
     "HmacKey",
     "Pseudonymiser",
+    "b32",
     "b32_26",
     "SIGNAL_REF_PREFIX",
     "flatten_signal",
@@ -39,6 +40,7 @@ PSEUDONYM_PREFIX = "ps_"
 SIGNAL_REF_PREFIX = "sg_"
 _FLAT_SECTIONS = ("subject", "location")
 _TOP_LEVEL_FIELDS = ("observed_at", "description")
+_SECTION_PREFIXES = tuple((s, s + ".") for s in (*_FLAT_SECTIONS, "attributes"))
 
 
 class HmacKey:
@@ -94,6 +96,16 @@ def b32_26(digest: bytes) -> str:
         p[n2 >> 30], p[(n2 >> 20) & 1023], p[(n2 >> 10) & 1023], p[n2 & 1023],
         p[(digest[15] << 2) | (digest[16] >> 6)],
     ))
+
+
+def b32(data: bytes) -> str:
+    """The lower-case RFC 4648 base32 encoding of `data`, whose length is a multiple of 5
+    (so without padding)."""
+    if len(data) % 5:
+        raise ValueError("b32 encodes whole groups of 5 bytes")
+    p = _B32_PAIRS
+    n = int.from_bytes(data, "big")
+    return "".join([p[(n >> shift) & 1023] for shift in range(len(data) * 8 - 10, -1, -10)])
 
 
 def normalise_value(value: object) -> bytes:
@@ -193,8 +205,9 @@ def generalise(option: str, n: int | None, value: object, today: date) -> object
         day = _as_date(value)
         if day is None:
             return None
-        return {"year": f"{day.year:04d}", "month": f"{day.year:04d}-{day.month:02d}",
-                "day": day.isoformat()}[option]
+        if option == "year":
+            return f"{day.year:04d}"
+        return f"{day.year:04d}-{day.month:02d}" if option == "month" else day.isoformat()
     if option == "pc4":
         if isinstance(value, str) and len(value) >= 4 and value[:4].isdigit():
             return value[:4]
@@ -235,12 +248,12 @@ def flatten_signal(payload: Mapping[str, Any]) -> dict[str, object]:
     null values are absent.
     """
     flat: dict[str, object] = {}
-    for section in (*_FLAT_SECTIONS, "attributes"):
+    for section, prefix in _SECTION_PREFIXES:
         inner = payload.get(section)
-        if isinstance(inner, Mapping):
+        if type(inner) is dict or isinstance(inner, Mapping):
             for name, value in inner.items():
                 if value is not None:
-                    flat[f"{section}.{name}"] = value
+                    flat[prefix + name] = value
     for name in _TOP_LEVEL_FIELDS:
         value = payload.get(name)
         if value is not None:
@@ -276,5 +289,7 @@ def release(rule_fields: Mapping[str, Transform], flat_signal: Mapping[str, obje
     released: dict[str, object] = {}
     for path, transform in rule_fields.items():
         if path in flat_signal:
-            released[path] = apply_transform(transform, path, flat_signal[path], bound, today)
+            value = flat_signal[path]
+            released[path] = (value if transform.kind == "reveal"
+                              else apply_transform(transform, path, value, bound, today))
     return released

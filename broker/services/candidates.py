@@ -142,6 +142,8 @@ class After:
 
 
 _EPOCH: Final = datetime(1970, 1, 1, tzinfo=UTC)
+_NAIVE_EPOCH: Final = datetime(1970, 1, 1)
+_DECODER: Final = json.JSONDecoder()
 _MICROSECOND: Final = timedelta(microseconds=1)
 _SLACK: Final = 1.0
 """Seconds a reach's `since` is widened by in SQL: the database compares stored times,
@@ -362,6 +364,8 @@ def _micros(value: datetime | str) -> int:
     sqlite3 the text SQLAlchemy wrote (UTC, without offset)."""
     if isinstance(value, str):
         value = datetime.fromisoformat(value)
+        if value.tzinfo is None:  # as SQLAlchemy writes it: UTC
+            return (value - _NAIVE_EPOCH) // _MICROSECOND
     return (as_utc(value) - _EPOCH) // _MICROSECOND
 
 
@@ -383,24 +387,39 @@ def payload_of(keys: KeyRing, candidate: Candidate) -> dict[str, Any] | None:
                        candidate.id.encode())
     except Unreadable:
         return None
-    payload: dict[str, Any] = json.loads(plain)
+    try:  # `json.loads` without its encoding and whitespace passes, on UTF-8 JSON alone
+        text = plain.decode("utf-8")
+        found, end = _DECODER.raw_decode(text)
+    except ValueError:
+        text, end = "", -1  # anything else: `json.loads` decides, answer or error
+    payload: dict[str, Any] = found if end == len(text) else json.loads(plain)
     return payload
 
 
-def signal_subject_token(keys: KeyRing, payload: dict[str, Any]) -> bytes | None:
+def signal_subject_token(keys: KeyRing, payload: dict[str, Any],
+                         known: dict[tuple[str, str], bytes] | None = None) -> bytes | None:
     """The blind-index token of the subject a signal is about, chosen as intake chooses it:
-    the BSN, KvK number or plate; for an address its BAG id, else the address itself."""
+    the BSN, KvK number or plate; for an address its BAG id, else the address itself.
+    `known` keeps one request's tokens (its signals mostly share a subject); never longer."""
+    found = _subject_identifier(payload)
+    if found is None:
+        return None
+    token = (known or {}).get(found) or blind_token(keys.active("blind_index"), *found)
+    if known is not None:
+        known[found] = token
+    return token
+
+
+def _subject_identifier(payload: dict[str, Any]) -> tuple[str, str] | None:
     subject = payload.get("subject") or {}
     kind = _SUBJECT_KIND.get(subject.get("type", ""))
-    index_key = keys.active("blind_index")
     if kind is not None:
         value = subject.get(kind)
-        return blind_token(index_key, kind, value) if value else None
+        return (kind, value) if value else None
     if subject.get("bag_id"):
-        return blind_token(index_key, "bag_id", subject["bag_id"])
+        return "bag_id", subject["bag_id"]
     location = payload.get("location") or {}
     if location.get("postcode") and location.get("house_number"):
-        key = address_key(location["postcode"], location["house_number"],
-                          location.get("house_letter"), location.get("addition"))
-        return blind_token(index_key, "address", key)
+        return "address", address_key(location["postcode"], location["house_number"],
+                                      location.get("house_letter"), location.get("addition"))
     return None

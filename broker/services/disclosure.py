@@ -34,7 +34,14 @@ from broker.clock import utcnow
 from broker.core import cellkey, randomness
 from broker.core.policy.concealment import Concealment, concealment
 from broker.core.policy.evaluate import COVENANT_TIMEZONE, CompiledRule
-from broker.core.transforms import Pseudonymiser, flatten_signal, pseudonymiser_for, release
+from broker.core.policy.model import ACCESS_LEVELS
+from broker.core.transforms import (
+    Pseudonymiser,
+    b32,
+    flatten_signal,
+    pseudonymiser_for,
+    release,
+)
 from broker.keys import KeyRing
 from broker.models import disclosure_pseudonym
 from broker.runtime import LivePolicy, Runtime
@@ -65,7 +72,7 @@ from broker.services.volume import check_budget, decode_page, encode_page, relea
 
 
 def new_disclosure_id() -> str:
-    return "dsc_" + randomness.token_b32(15)
+    return "dsc_" + b32(randomness.token_bytes(15))
 
 
 @dataclass(slots=True)
@@ -94,6 +101,7 @@ def _release_one(
     asker: Asker,
     today: date,
     concealed: Concealment,
+    subjects: dict[tuple[str, str], bytes],
 ) -> Released | None:
     payload = payload_of(keys, candidate)
     if payload is None:  # erased since it was found: it no longer exists
@@ -113,17 +121,18 @@ def _release_one(
         if rule.id not in concealed.anonymous:
             answer["rule"] = rule.id
         answer["fields"] = fields
-    subject = signal_subject_token(keys, payload)
+    subject = signal_subject_token(keys, payload, subjects)
     item = {
         "signal_id": candidate.id,
         "rule": rule.id,
         "legal_basis": candidate.legal_basis,
         "category": candidate.category,
         "source": candidate.source,
-        "fields": {path: rule.fields[path].as_data() for path in fields},
+        "fields": {path: rule.field_data[path] for path in fields},
         "subjects": [subject] if subject else [],
     }
-    pseudonymised = [p for p in fields if rule.fields[p].kind == "pseudonymise"]
+    hidden = rule.pseudonymised
+    pseudonymised = [p for p in fields if p in hidden] if hidden else []
     return Released(answer, item, pseudonymised, candidate.id, rule.id, subject)
 
 
@@ -133,11 +142,12 @@ def _decided(
     """The candidates with the one rule releasing each at `level` or above; the rest do not
     exist for this request."""
     decide = live.compiled.decide_ts
+    wanted = ACCESS_LEVELS[level]
     out = []
     for c in candidates:
         rule = decide(asker.org, asker.purpose, c.category, c.source, c.legal_basis,
                       c.observed_ts, now_ts)
-        if rule is not None and rule.grants(level):
+        if rule is not None and rule.level >= wanted:  # `rule.grants(level)`
             out.append((c, rule))
     return out
 
@@ -243,11 +253,12 @@ def prepare_disclosure(runtime: Runtime, asker: Asker, body: DisclosureIn) -> Pr
     pseudonymiser = pseudonymiser_for(pseudonym_key.material, asker.org, asker.purpose)
     concealed = concealment(live.pack)
     today = _today()
+    subjects: dict[tuple[str, str], bytes] = {}  # this request's subject tokens
     released, continues = release_page(
         runtime, live, asker, _decided(live, asker, candidates, "disclose", now.timestamp()),
         fetched=candidates, fetch_limit=fetch, count_subjects=lookup.subject is None,
         release=lambda c, rule: _release_one(keys, c, rule, pseudonymiser, asker, today,
-                                             concealed))
+                                             concealed, subjects))
     next_page = None if continues is None else encode_page(keys, asker, body.query, continues)
     disclosure_id = new_disclosure_id()
     rows = _pseudonym_rows(disclosure_id, asker, released, now)

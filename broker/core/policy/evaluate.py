@@ -49,6 +49,10 @@ class CompiledRule:
     not_before: float | None = None  # epoch seconds, inclusive
     not_after: float | None = None  # epoch seconds, exclusive
     unbounded: bool = True  # no time condition at all: skip the clock
+    # Per field path, its transform as the pack writes it (what an audit item records),
+    # and the paths whose values leave as pseudonyms: the same for every signal released.
+    field_data: Mapping[str, str | dict[str, Any]] = field(default_factory=dict)
+    pseudonymised: frozenset[str] = frozenset()
 
     @classmethod
     def from_rule(cls, rule: Rule) -> CompiledRule:
@@ -61,7 +65,10 @@ class CompiledRule:
             fields=MappingProxyType(dict(rule.fields)), reveal_source=rule.reveal_source,
             min_count=rule.min_count, rule=rule, max_age=max_age, not_before=not_before,
             not_after=not_after,
-            unbounded=max_age is None and not_before is None and not_after is None)
+            unbounded=max_age is None and not_before is None and not_after is None,
+            field_data=MappingProxyType({p: t.as_data() for p, t in rule.fields.items()}),
+            pseudonymised=frozenset(
+                p for p, t in rule.fields.items() if t.kind == "pseudonymise"))
 
     def grants(self, level: str) -> bool:
         """Whether this rule gives at least `level` (disclose > aggregate > hit)."""
@@ -75,7 +82,11 @@ class CompiledRule:
 
     def matches_ts(self, observed_ts: float, now_ts: float) -> bool:
         """Time conditions on epoch seconds: in force now, and the signal not too old."""
-        if not self.in_force(now_ts):
+        if self.unbounded:
+            return True
+        if self.not_before is not None and now_ts < self.not_before:
+            return False
+        if self.not_after is not None and now_ts >= self.not_after:
             return False
         return self.max_age is None or now_ts - observed_ts <= self.max_age
 
