@@ -227,6 +227,18 @@ def write_transaction(engine: Engine) -> Iterator[Connection]:
             yield conn
 
 
+@contextmanager
+def read_snapshot(engine: Engine) -> Iterator[Connection]:
+    """A read-only transaction that sees one snapshot of the database throughout: what
+    others commit meanwhile stays out (REPEATABLE READ on PostgreSQL; on SQLite in WAL
+    mode, a read transaction keeps the snapshot of its first statement)."""
+    with engine.connect() as conn:
+        if not is_sqlite(engine):
+            conn = conn.execution_options(isolation_level="REPEATABLE READ")
+        with conn.begin():
+            yield conn
+
+
 class _EngineReaders:
     """The kept connections of one engine: each thread's own, and the engine's generation
     (one more at each disposal: a connection of an older one is closed by its thread)."""

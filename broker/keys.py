@@ -100,6 +100,10 @@ class KeyRing:
     signing: Mapping[int, SigningKey]
     checkpoint: Mapping[int, CheckpointKey]
     fingerprint: Fingerprint = field(default=(), compare=False, repr=False)
+    marker: tuple[int, int] = field(default=(0, 0), compare=False, repr=False)
+    """For a ring from the database: its (rows, highest version) when it was loaded."""
+    unreadable: tuple[str, ...] = field(default=(), compare=False)
+    """Versions in the database this node could not unwrap (`name.vN`): not ready."""
 
     def active(self, name: str) -> SymmetricKey:
         """The active (newest) version of a symmetric key."""
@@ -295,6 +299,22 @@ def _load_checkpoint(directory: Path, version: int) -> CheckpointKey:
     if not isinstance(key, ed25519.Ed25519PrivateKey):
         raise StartupError(f"checkpoint key v{version} is not an Ed25519 key")
     return CheckpointKey(version, key)
+
+
+def folder_holds_keys(directory: Path) -> bool:
+    """Whether `directory` holds key files of a ring kept in a folder."""
+    return directory.is_dir() and bool(key_files_fingerprint(directory))
+
+
+def remove_key_files(directory: Path) -> int:
+    """Delete a folder ring's key files (once imported); returns how many."""
+    removed = 0
+    for name, _, _ in key_files_fingerprint(directory):
+        (directory / name).unlink()
+        removed += 1
+    if removed:
+        _sync_dir(directory)
+    return removed
 
 
 def key_files_fingerprint(directory: Path) -> Fingerprint:

@@ -21,6 +21,7 @@ from __future__ import annotations
 from sqlalchemy import (
     Column,
     DateTime,
+    Float,
     ForeignKey,
     Index,
     Integer,
@@ -212,3 +213,35 @@ reidentification = Table(
     Index("ix_reidentification_created", "created_at", "id"),
     Index("ix_reidentification_status_created", "status", "created_at", "id"),
 )
+
+key_version = Table(
+    "key_version",
+    METADATA,
+    Column("name", String(32), primary_key=True),
+    Column("version", Integer, primary_key=True, autoincrement=False),
+    Column("kek_id", String(32), primary_key=True),
+    Column("wrapped", LargeBinary, nullable=False),
+    Column("created_at", TZ, nullable=False),
+)
+"""The key ring: every version of every key, wrapped (AES-256-GCM) under a key-encryption
+key that each node reads from its `BROKER_KEK_FILE`; a version is wrapped under each KEK
+in force (two while one is being rotated), never stored in clear."""
+
+brake_failure = Table(
+    "brake_failure",
+    METADATA,
+    Column("id", Integer, primary_key=True),
+    Column("key", String(64), nullable=False),
+    Column("at", Float, nullable=False),
+    Index("ix_brake_failure_key_at", "key", "at"),
+)
+"""Failed sign-ins and token requests of the last minute, by keyed hash of what they were
+counted under (a client id, an address): the brakes of every process of a deployment."""
+
+session_end = Table(
+    "session_end",
+    METADATA,
+    Column("session_id", String(64), primary_key=True),
+    Column("expires_at", Integer, nullable=False, index=True),
+)
+"""Officer sessions signed out before they lapse: refused on every node."""

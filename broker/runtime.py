@@ -8,6 +8,7 @@ single assignment, so a request that took a snapshot finishes on it.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -17,14 +18,18 @@ from sqlalchemy import Engine
 
 from broker import migrate
 from broker.audit.appender import AuditLog
+from broker.audit.guard import GuardFollower
 from broker.core.policy.evaluate import CompiledPolicy
 from broker.core.policy.load import Pack, load_pack
 from broker.db import is_sqlite, make_engine
 from broker.errors import PackInvalid, StartupError
-from broker.keys import KeyRing, load_key_ring
+from broker.keys import KeyRing
+from broker.services.brakes import SIGN_IN_FAILURES_PER_MINUTE, FailureBrake
 from broker.services.budget import ReleaseBudget
 from broker.services.ratelimit import AbuseLimits
 from broker.settings import Settings
+
+_log = logging.getLogger("broker.runtime")
 
 
 @dataclass(frozen=True)
@@ -49,11 +54,19 @@ class Runtime:
     """The request rate and fishing limits of this process."""
     budget: ReleaseBudget = field(init=False)
     """The released-signal budgets of this process's clients and acting persons."""
+    token_brake: FailureBrake = field(init=False)
+    """Failed token requests, shared by every process of the deployment."""
+    sign_in_brake: FailureBrake = field(init=False)
+    """Failed officer sign-ins, shared alike."""
 
     def __post_init__(self) -> None:
         self.limits = AbuseLimits(self.settings.request_rate_per_minute,
                                   self.settings.fishing_subjects_per_hour)
         self.budget = ReleaseBudget(self.settings.release_budget_per_hour)
+        self.token_brake = FailureBrake(self.engine, lambda: self.keys,
+                                        self.settings.token_rate_per_minute)
+        self.sign_in_brake = FailureBrake(self.engine, lambda: self.keys,
+                                          SIGN_IN_FAILURES_PER_MINUTE)
 
     @cached_property
     def local_reads(self) -> bool:
@@ -74,19 +87,45 @@ def describe_pack_problems(exc: PackInvalid) -> str:
     return "\n".join(lines)
 
 
-def open_runtime(settings: Settings) -> Runtime:
-    """Load and check everything the broker needs; StartupError with a clear message if not."""
-    # The services build on the runtime's types, so they are imported when one is opened.
-    from broker.services import packs
-    from broker.services.rotation import KeyFollower
-
-    keys = load_key_ring(settings.key_dir)
+def _folder_pack(settings: Settings) -> Pack:
     try:
-        pack = load_pack(settings.policy_dir)
+        return load_pack(settings.policy_dir)
     except PackInvalid as exc:
         raise StartupError(
             f"policy pack {settings.policy_dir} does not load:\n{describe_pack_problems(exc)}"
         ) from exc
+
+
+def _starting_pack(engine: Engine, settings: Settings) -> tuple[Pack, bool]:
+    """The pack to serve, and whether it is the first of this database (to be recorded):
+    the database's live pack, or the folder's on a database that has none."""
+    from broker.services import packs
+
+    with engine.connect() as conn:
+        newest, stored = packs.starting_pack(conn)
+    if newest is None:
+        return _folder_pack(settings), True
+    if stored is None:
+        raise StartupError(f"the live policy pack {newest} in the database does not load "
+                           "with this broker; load one that does with `broker policy load`")
+    if settings.policy_dir.is_dir():
+        try:
+            folder = load_pack(settings.policy_dir).hash
+        except PackInvalid:
+            folder = "a pack that does not load"
+        if folder != newest:
+            _log.info("the policy folder holds another pack; this process follows the "
+                      "database's live pack", extra={"event": "policy_folder_differs",
+                                                     "hash": newest, "folder_hash": folder})
+    return stored, False
+
+
+def open_runtime(settings: Settings) -> Runtime:
+    """Load and check everything the broker needs; StartupError with a clear message if not."""
+    # The services build on the runtime's types, so they are imported when one is opened.
+    from broker.services import keyring, packs
+    from broker.services.rotation import KeyFollower
+
     engine = make_engine(
         settings.database_url,
         busy_timeout_ms=settings.sqlite_busy_timeout_ms,
@@ -94,11 +133,14 @@ def open_runtime(settings: Settings) -> Runtime:
     )
     try:
         migrate.require_head(engine)
+        keys = keyring.open_ring(engine, settings).ring
+        pack, first = _starting_pack(engine, settings)
         audit = AuditLog(engine, keys, settings)
         audit.start()
         runtime = Runtime(settings, engine, keys, packs.live(pack), audit)
         try:
-            packs.ensure_recorded(runtime)
+            if first:
+                packs.record_first(runtime)
         except BaseException:
             audit.close()
             raise
@@ -107,7 +149,8 @@ def open_runtime(settings: Settings) -> Runtime:
         raise
     # A policy reload or a key rotation made through another process reaches this one.
     for follower in (packs.PackFollower(runtime, settings.policy_follow_seconds),
-                     KeyFollower(runtime)):
+                     KeyFollower(runtime),
+                     GuardFollower(runtime.audit.guard, settings.audit_check_seconds)):
         follower.start()
         runtime.closers.append(follower.stop)
     return runtime

@@ -1,22 +1,30 @@
 """Envelope encryption and blind indexing of personal data at rest.
 
 Each sealed record has its own AES-256-GCM data key, wrapped by the master
-key. Destroying the wrapped key makes the record unreadable everywhere,
-backups included (crypto-shredding). Identifiers are findable only through
-keyed HMAC tokens, never stored in clear.
+key. Destroying the wrapped key (erasure) makes the record unreadable in the
+live database at once. A backup taken before still holds the wrapped data key
+and the master key version, itself wrapped under the key-encryption key in
+force then: the backup stops being readable once that key-encryption key is
+retired, and with it the master versions only it could read (docs/operations.md,
+"Keys"). Identifiers are findable only through keyed HMAC tokens, never
+stored in clear.
 """
 
 from __future__ import annotations
 
 import hashlib
 import hmac
+import logging
 import os
 from dataclasses import dataclass
 
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
+from broker.errors import ServiceUnavailable
 from broker.keys import KeyRing, SymmetricKey
+
+_log = logging.getLogger("broker.keys")
 
 _NONCE = 12
 _WRAP_CONTEXT = b"sluis/data-key/v1\x00"
@@ -31,6 +39,14 @@ class Sealed:
 
 class Unreadable(Exception):
     """A sealed record whose key was destroyed, or whose bytes do not authenticate."""
+
+
+class KeyVersionMissing(ServiceUnavailable):
+    """A sealed record under a master key version this node does not hold (its key-
+    encryption key file is not current): a loud 503, never a record treated as erased."""
+
+    code = "key_unavailable"
+    title = "Key unavailable"
 
 
 def seal(master: SymmetricKey, plaintext: bytes, aad: bytes) -> Sealed:
@@ -53,12 +69,33 @@ def unseal(
         raise Unreadable("the record's data key was destroyed")
     try:
         master = keys.version("master", key_version)
+    except KeyError:
+        _log.error("a sealed record's master key version is not in this node's key ring",
+                   extra={"event": "key_unavailable", "key_version": key_version})
+        raise KeyVersionMissing(
+            "A key this record needs is not available on this node; the operator has been "
+            "told.") from None
+    try:
         data_key = AESGCM(master.material).decrypt(
             wrapped_key[:_NONCE], wrapped_key[_NONCE:], _WRAP_CONTEXT + aad
         )
         return AESGCM(data_key).decrypt(ciphertext[:_NONCE], ciphertext[_NONCE:], aad)
-    except (KeyError, InvalidTag, ValueError) as exc:
+    except (InvalidTag, ValueError) as exc:
         raise Unreadable("the record does not decrypt") from exc
+
+
+def rewrap(keys: KeyRing, key_version: int, wrapped_key: bytes, aad: bytes,
+           master: SymmetricKey) -> bytes:
+    """The record's data key wrapped under `master` instead (its ciphertext unchanged);
+    `Unreadable` when the old wrapping does not open."""
+    try:
+        old = keys.version("master", key_version)
+        data_key = AESGCM(old.material).decrypt(wrapped_key[:_NONCE], wrapped_key[_NONCE:],
+                                                _WRAP_CONTEXT + aad)
+    except (KeyError, InvalidTag, ValueError) as exc:
+        raise Unreadable("the record's data key does not open") from exc
+    nonce = os.urandom(_NONCE)
+    return nonce + AESGCM(master.material).encrypt(nonce, data_key, _WRAP_CONTEXT + aad)
 
 
 def blind_token(index_key: SymmetricKey, kind: str, normalised: str) -> bytes:

@@ -25,6 +25,8 @@ class Settings(BaseSettings):
 
     database_url: str = "sqlite:///./var/broker.db"
     key_dir: Path = Path("var/keys")
+    kek_file: Path | None = None
+    """The key-encryption key file (default: `kek` in `key_dir`); docs/operations.md."""
     policy_dir: Path = Path("policies/ondermijning")
     issuer: str = "https://sluis.example"
     audience: str = "sluis"
@@ -40,6 +42,8 @@ class Settings(BaseSettings):
     checkpoint_every_seconds: float = Field(default=60.0, gt=0)
 
     policy_follow_seconds: float = Field(default=2.0, gt=0)
+    audit_check_seconds: float = Field(default=2.0, gt=0)
+    """How often each process checks that the log extends every checkpoint signed or seen."""
 
     sqlite_busy_timeout_ms: int = Field(default=10_000, ge=0)
     db_pool_size: int = Field(default=20, ge=1)

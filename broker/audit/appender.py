@@ -32,6 +32,7 @@ from sqlalchemy.exc import DBAPIError
 
 from broker.audit.driver import BatchConnection, Driver
 from broker.audit.encoding import check_tokens, pre_encode
+from broker.audit.guard import LogGuard, LogUntrusted
 from broker.audit.pending import Pending, Recorded, settle
 from broker.audit.schedule import CheckpointSchedule
 from broker.audit.signer import CheckpointSigner
@@ -77,6 +78,7 @@ class AuditLog:
         self._clock = clock
         self.signer = signer or CheckpointSigner(engine, keys, settings)
         self._schedule = CheckpointSchedule(self.signer, settings)
+        self.guard = LogGuard(self.signer)
         # Queued: lists of entries (a loop turn's entries travel together), or _STOP.
         self._queue: queue.SimpleQueue[list[Pending] | object] = queue.SimpleQueue()
         self._held: dict[asyncio.AbstractEventLoop, list[Pending]] = {}
@@ -98,6 +100,7 @@ class AuditLog:
             return
         if self._closed:
             raise RuntimeError("the audit log is closed")
+        self.guard.check()
         self._schedule.start()
         self._thread = threading.Thread(target=self._run, name="audit-appender", daemon=True)
         try:
@@ -119,6 +122,7 @@ class AuditLog:
         if self._thread is not None:
             self._thread.join()
         self._schedule.join()  # told to stop by the appender as it ended
+        self.signer.close()
         self._batch_connection.close()
 
     def use_keys(self, keys: KeyRing) -> None:
@@ -140,7 +144,7 @@ class AuditLog:
             self._thread is not None and not self._thread.is_alive()
         ):
             return False
-        if self.damaged is not None:
+        if self.damaged is not None or self.guard.problem is not None:
             return False
         return not self._last_failed or ping(self._engine)
 
@@ -224,6 +228,7 @@ class AuditLog:
         pre_encode(pending, self._origin)
         if self._closed:
             raise AuditUnavailable("The audit log is closed.")
+        self.guard.refuse()
 
     def _release_held(self, loop: asyncio.AbstractEventLoop) -> None:
         """On `loop`: queue the entries its requests recorded since the last turn, all at
@@ -246,6 +251,7 @@ class AuditLog:
         thread = self._thread
         if thread is not None and threading.current_thread() is thread:
             raise RuntimeError("audit work must not record entries itself")
+        self.guard.refuse()
         with self._door:
             if self._closed:
                 raise AuditUnavailable("The audit log is closed.")
@@ -298,6 +304,8 @@ class AuditLog:
                 return
 
     def _checkpoint_if_due(self) -> None:
+        if self.guard.problem is not None:
+            return  # nothing is signed over a log behind or forked
         cache = self._cache
         self._schedule.sign_if_due(cache.size if cache is not None else None)
 
@@ -330,9 +338,11 @@ class AuditLog:
                     "audit append failed; the batch is refused",
                     extra={"error_type": type(exc).__name__, "batch": len(batch)},
                 )
+                refusal = (exc if isinstance(exc, LogUntrusted)
+                           else AuditUnavailable("The audit log could not record the act."))
                 for pending in batch:
                     if pending.error is None:
-                        pending.error = AuditUnavailable("The audit log could not record the act.")
+                        pending.error = refusal
                 return
             self._cache, self._cache_tail = tree, tail
             self._last_failed = False
@@ -372,6 +382,10 @@ class AuditLog:
                 conn.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": ADVISORY_LOCK_KEY})
             driver = Driver(conn)
             tree, tail = stored_frontier(driver, self._cache, self._cache_tail, self._origin)
+            if tree.size < self.guard.floor:
+                self.guard.problem = (f"the log holds {tree.size} entries, but a checkpoint "
+                                      f"of {self.guard.floor} was signed or seen")
+                self.guard.refuse()
             tail = write_entries(conn, driver, tree, tail, batch, self._clock(), self._origin,
                                  isolate=isolate)
         return tree, tail

@@ -3,9 +3,10 @@ thread beside the appender.
 
 The appender tells its `CheckpointSchedule` the size it just made durable; when a
 signature is due, the schedule hands that size to its checkpoint thread, and the appender
-goes on appending. Signatures of other processes sharing the log and key directory count,
-so the processes together sign every N entries, not each on its own. The settings are
-described in docs/audit.md.
+goes on appending. Checkpoints of other processes sharing the log count (N is counted
+from the database's latest checkpoint), so the deployment signs every N entries, and
+only the process that holds the signer's role signs at all (`broker.audit.leadership`).
+The settings are described in docs/audit.md.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ import queue
 import threading
 import time
 
-from broker.audit.signer import CheckpointRefused, CheckpointSigner
+from broker.audit.signer import CheckpointRefused, CheckpointSigner, latest_checkpoint
 from broker.settings import Settings
 
 _log = logging.getLogger("broker.audit")
@@ -94,15 +95,17 @@ class CheckpointSchedule:
         self._signatures.put(size)
 
     def _signed_elsewhere(self, signed: int) -> int:
-        """The last signed size, counting signatures of other processes' appenders (each
-        process would otherwise sign every N entries of the shared log on its own)."""
+        """The last signed size, counted from the database's latest checkpoint (whichever
+        process of the deployment signed it: each would otherwise sign every N entries of
+        the shared log on its own)."""
         try:
-            state = self.signer.remembered()
+            with self.signer.engine.connect() as conn:
+                latest = latest_checkpoint(conn)
         except Exception:  # noqa: BLE001 - the signature asked for reports the problem
             return signed
-        if state is not None and state.size > signed:
-            self._signed_size = state.size
-            return state.size
+        if latest is not None and latest.size > signed:
+            self._signed_size = latest.size
+            return latest.size
         return signed
 
     def _sign_forever(self) -> None:

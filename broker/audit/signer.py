@@ -29,7 +29,9 @@ from pathlib import Path
 from typing import Final
 
 from sqlalchemy import Connection, Engine, select
+from sqlalchemy.exc import DBAPIError
 
+from broker.audit.leadership import SignerLeadership
 from broker.audit.tables import (
     TreeDamaged,
     audit_checkpoint,
@@ -196,6 +198,11 @@ class CheckpointSigner:
             LOCK_FILE if self.state_path.name == STATE_FILE else self.state_path.name + ".lock"
         )
         self._mutex = threading.Lock()
+        self.leadership = SignerLeadership(engine)
+
+    def close(self) -> None:
+        """Give up the signer's role, if this process held it."""
+        self.leadership.release()
 
     # -- keys --
 
@@ -266,6 +273,14 @@ class CheckpointSigner:
         finally:
             os.close(dir_fd)
 
+    def remember_seen(self, size: int, root: bytes, signed_at: datetime) -> None:
+        """Remember a checkpoint another process signed (verified, and extending the last
+        head remembered), so this node refuses a log behind it as it would its own."""
+        with self._mutex, _exclusive(self._lock_path):
+            state = self.remembered()
+            if state is None or size > state.size:
+                self._remember(size, root, signed_at)
+
     # -- signing --
 
     def sign(self) -> StoredCheckpoint:
@@ -283,7 +298,10 @@ class CheckpointSigner:
     def sign_at(self, size: int) -> StoredCheckpoint | None:
         """Sign a checkpoint of the first `size` entries (durable ones: the appender's), or
         None when a head of at least that size is signed already (another process's
-        appender got there first). Refused as `sign` is."""
+        appender got there first, or another process is the deployment's signer: see
+        `broker.audit.leadership`). Refused as `sign` is."""
+        if not self.leadership.held():
+            return None
         with self._mutex, _exclusive(self._lock_path):
             state = self.remembered()
             if state is not None and state.size >= size:
@@ -334,10 +352,17 @@ class CheckpointSigner:
         now = utcnow()
         key = self._keys.active_checkpoint
         note = signed_checkpoint(self.origin, size, root, self.key_name, key.private_key)
-        with write_transaction(self.engine) as conn:
-            new_id = conn.execute(
-                audit_checkpoint.insert()
-                .values(size=size, root_hash=root, time=now, note=note)
-                .returning(audit_checkpoint.c.id)
-            ).scalar_one()
+        try:
+            with write_transaction(self.engine) as conn:
+                new_id = conn.execute(
+                    audit_checkpoint.insert()
+                    .values(size=size, root_hash=root, time=now, note=note)
+                    .returning(audit_checkpoint.c.id)
+                ).scalar_one()
+        except DBAPIError as exc:
+            # The database keeps stored checkpoints growing (migration 0009): another
+            # signer stored a larger one meanwhile.
+            raise CheckpointRefused(
+                f"a checkpoint of {size} entries is smaller than, or forks, a stored one"
+            ) from exc
         return StoredCheckpoint(int(new_id), size, root, now, note)

@@ -24,7 +24,7 @@ from broker.audit.signer import CheckpointSigner
 from broker.core.checkpoint import CheckpointInvalid, Verifier, parse_verifier_key
 from broker.db import make_engine
 from broker.errors import StartupError
-from broker.keys import load_key_ring
+from broker.services import keyring
 from broker.settings import Settings, get_settings
 
 USAGE = 2
@@ -49,10 +49,10 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
 
 @contextmanager
 def _signer(settings: Settings) -> Iterator[CheckpointSigner]:
-    keys = load_key_ring(settings.key_dir)
     engine = make_engine(settings.database_url, busy_timeout_ms=settings.sqlite_busy_timeout_ms)
     try:
         migrate.require_head(engine)
+        keys = keyring.open_ring(engine, settings).ring
         yield CheckpointSigner(engine, keys, settings)
     finally:
         engine.dispose()
@@ -61,9 +61,9 @@ def _signer(settings: Settings) -> Iterator[CheckpointSigner]:
 def _verifiers(key: str | None, settings: Settings) -> list[Verifier]:
     """The verifier keys for offline verification; ValueError explains a bad one."""
     if key is None:
-        keys = load_key_ring(settings.key_dir)
-        name = settings.checkpoint_key_name
-        return [Verifier.from_public_key(name, k.public_bytes) for k in keys.checkpoint.values()]
+        with _signer(settings) as signer:
+            verifiers = signer.verifiers()
+        return verifiers
     text = Path(key[1:]).read_text(encoding="utf-8").strip() if key.startswith("@") else key
     try:
         return [parse_verifier_key(text)]

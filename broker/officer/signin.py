@@ -35,9 +35,9 @@ from broker.officer.web import (
     officer_refusal,
     render,
     set_cookie,
-    state_of,
 )
 from broker.runtime import Runtime
+from broker.services import brakes
 from broker.services.oversight import Reader, record_read
 
 router = APIRouter(route_class=OfficerRoute, prefix=PREFIX, include_in_schema=False)
@@ -85,7 +85,7 @@ def sign_in(request: Request, runtime: RuntimeDep, client_id: Field = "",
     if not sessions.sign_in_token_ok(runtime.keys, nonce, csrf):
         raise Forbidden("The sign-in form's token is missing or stale.")
     t = Translator(lang_of(request))
-    failures = state_of(request).failures
+    failures = runtime.sign_in_brake
     address = request.client.host if request.client else "unknown"
     brake = [f"client:{client_id[:64]}", f"addr:{address}"]
     if failures.retry_after(brake) is not None:
@@ -109,10 +109,10 @@ def sign_in(request: Request, runtime: RuntimeDep, client_id: Field = "",
 @router.post("/sign-out")
 def sign_out(request: Request, runtime: RuntimeDep, officer: OfficerDep,
              csrf: Field = "") -> Response:
-    """End the session: this process refuses it from now on, and the cookie is cleared."""
+    """End the session: every node refuses it from now on, and the cookie is cleared."""
     check_origin(request)
     check_csrf(runtime, officer, csrf)
-    state_of(request).end(officer.session)
+    brakes.end_session(runtime.engine, officer.session.session_id, officer.session.expires_at)
     response = RedirectResponse(f"{PREFIX}/sign-in?signed_out=1", status_code=303)
     clear_cookie(response, SESSION_COOKIE)
     return response

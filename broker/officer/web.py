@@ -28,11 +28,11 @@ from broker.api.routing import StrictJSONRoute
 from broker.audit.integrity import LiveReport, verify_live
 from broker.auth import clients
 from broker.auth.actors import actor_of
-from broker.auth.throttle import FailureCounter
 from broker.errors import BrokerError, Forbidden, Unauthorized
 from broker.officer import session as sessions
 from broker.officer.i18n import DEFAULT, Translator, language
 from broker.runtime import Runtime
+from broker.services import brakes
 from broker.services.oversight import LOCAL, Reader
 
 PREFIX: Final = "/officer"
@@ -40,7 +40,6 @@ SESSION_COOKIE: Final = "__Host-sluis-officer"
 PRE_COOKIE: Final = "__Host-sluis-officer-pre"
 LANG_COOKIE: Final = "sluis-officer-lang"
 OFFICER_ROLE: Final = "privacy_officer"
-SIGN_IN_FAILURES_PER_MINUTE: Final = 10
 VERIFY_CACHE_SECONDS: Final = 60.0
 SECURITY_HEADERS: Final[Mapping[str, str]] = {
     "Content-Security-Policy": "default-src 'self'; frame-ancestors 'none'; "
@@ -62,26 +61,13 @@ _state_lock = threading.Lock()
 
 
 class OfficerState:
-    """What the pages keep in the process: ended sessions, sign-in failures, and the last
-    live verification (a full pass over the log; repeated at most once a minute unless
-    the officer asks)."""
+    """What the pages keep in the process: the last live verification (a full pass over
+    the log; repeated at most once a minute unless the officer asks). Sign-outs and the
+    sign-in brake are the deployment's, in the database (`broker.services.brakes`)."""
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
-        self._ended: dict[str, int] = {}
-        self.failures = FailureCounter(SIGN_IN_FAILURES_PER_MINUTE)
         self._verified: tuple[float, LiveReport] | None = None
-
-    def end(self, session: sessions.Session) -> None:
-        """Remember a signed-out session until it would have lapsed anyway."""
-        now = int(time.time())
-        with self._lock:
-            self._ended = {sid: exp for sid, exp in self._ended.items() if exp > now}
-            self._ended[session.session_id] = session.expires_at
-
-    def ended(self, session: sessions.Session) -> bool:
-        with self._lock:
-            return session.session_id in self._ended
 
     def verification(self, runtime: Runtime, *, fresh: bool) -> LiveReport:
         """The live log's verification report, at most a minute old unless `fresh`."""
@@ -187,7 +173,7 @@ def signed_in(request: Request, runtime: RuntimeDep) -> SignedIn:
     its client is revoked, no longer an officer or of an organisation left out of the pack."""
     session = sessions.read(runtime.keys, request.cookies.get(SESSION_COOKIE),
                             now=int(time.time()))
-    if session is None or state_of(request).ended(session):
+    if session is None or brakes.session_ended(runtime.engine, session.session_id):
         raise Unauthorized("Sign in first.")
     client = clients.load_client(runtime.engine, session.client_id)
     if (client is None or client.revoked_at is not None

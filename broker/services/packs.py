@@ -1,5 +1,10 @@
 """Making a policy pack live: history, audit entry, and the atomic swap.
 
+The database's newest recorded pack is the live pack of every node: only `broker policy
+load` and the reload API record one, and a database without any takes the folder's pack
+of the first process that opens it. A process whose folder holds another pack follows
+the database (and logs that it does).
+
 Each pack's canonical text is stored once by hash; every activation is a
 `policy_load` row and a `policy_loaded` audit entry in one transaction. A
 reload refused because the pack does not load is a `refusal` entry and a
@@ -66,7 +71,9 @@ def activate(
     runtime: Runtime, pack: Pack, *, actor: Actor, request_id: str | None = None
 ) -> tuple[str, str]:
     """Make `pack` the live pack (audited); return (new hash, previous hash)."""
-    previous = runtime.policy.pack.hash
+    # The database's live pack, which another node may have changed since this one read it.
+    with runtime.engine.connect() as conn:
+        previous = last_loaded_hash(conn) or runtime.policy.pack.hash
     record_load(runtime.audit, pack, actor=actor, request_id=request_id, previous=previous)
     runtime.policy = live(pack)
     return pack.hash, previous
@@ -115,18 +122,17 @@ def stored_pack(conn: Connection, pack_hash: str) -> Pack | None:
         return None
 
 
-def ensure_recorded(runtime: Runtime) -> None:
-    """At start-up: audit the live pack's load when it differs from the last one recorded."""
-    with runtime.engine.connect() as conn:
-        previous = last_loaded_hash(conn)
-    if previous != runtime.policy.pack.hash:
-        record_load(
-            runtime.audit,
-            runtime.policy.pack,
-            actor=system_actor("startup"),
-            request_id=None,
-            previous=previous,
-        )
+def starting_pack(conn: Connection) -> tuple[str | None, Pack | None]:
+    """The database's live pack for a starting process: (its hash, the pack), (hash, None)
+    when the recorded pack does not load, (None, None) on a database without one."""
+    newest = last_loaded_hash(conn)
+    return newest, (stored_pack(conn, newest) if newest is not None else None)
+
+
+def record_first(runtime: Runtime) -> None:
+    """Record the live pack as the first of a database that has none (audited)."""
+    record_load(runtime.audit, runtime.policy.pack, actor=system_actor("startup"),
+                request_id=None, previous=None)
 
 
 def follow_once(runtime: Runtime) -> bool:

@@ -68,11 +68,13 @@ def test_serve_refuses_a_database_not_at_head(env: dict[str, str], tmp_path: Pat
 
 
 def test_serve_refuses_a_world_readable_key(env: dict[str, str], tmp_path: Path) -> None:
+    """The key ring is in the database, wrapped; the key-encryption key file is the key
+    that must stay its owner's."""
     broker(env, "init")
-    os.chmod(tmp_path / "keys" / "master.v1.key", 0o644)
+    os.chmod(tmp_path / "keys" / "kek", 0o644)
     result = broker(env, "serve", "--port", "1", check=False)
     assert result.returncode == 1
-    assert "master.v1.key" in result.stderr and "readable by others" in result.stderr
+    assert "kek" in result.stderr and "readable by others" in result.stderr
 
 
 def test_serve_refuses_a_bad_pack(env: dict[str, str], tmp_path: Path) -> None:

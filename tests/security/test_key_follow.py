@@ -1,7 +1,7 @@
 """Row 14 across processes: a key rotation reaches every running broker within seconds.
 
-A rotation changes files in the key directory; each broker process follows the
-directory (`rotation.KeyFollower`, once a second) and swaps in the reloaded ring, so a
+A rotation adds a version to the key ring in the database; each broker process follows
+the ring (`rotation.KeyFollower`, once a second) and swaps in the reloaded ring, so a
 token signed with the new key verifies everywhere and every process signs with it.
 Two runtimes over one database and key directory stand for two worker processes; the
 last test rotates with the real `broker keys rotate` under a running `broker serve`.
@@ -11,15 +11,19 @@ from __future__ import annotations
 
 import base64
 import json
+import os
 import time
 from collections.abc import Callable, Iterator
+from datetime import UTC, datetime
 
 import pytest
+from fastapi.testclient import TestClient
 
+from broker.app import create_app
 from broker.auth import tokens
 from broker.auth.actors import system_actor
 from broker.errors import Unauthorized
-from broker.keys import load_key_ring
+from broker.models import key_version
 from broker.runtime import Runtime, open_runtime
 from broker.services import rotation
 from broker.settings import Settings
@@ -91,21 +95,27 @@ def test_the_audit_log_of_the_other_process_follows_too(
     assert other.audit.signer.verifier().key_id == runtime.audit.signer.verifier().key_id
 
 
-def test_a_damaged_directory_keeps_the_live_ring(
+def test_a_version_this_node_cannot_unwrap_makes_it_not_ready_never_silently_absent(
     runtime: Runtime, other: Runtime, caplog: pytest.LogCaptureFixture
 ) -> None:
-    live = other.keys
-    (runtime.settings.key_dir / "master.v2.key").write_bytes(b"short")
-    (runtime.settings.key_dir / "master.v2.key").chmod(0o600)
+    """A master version wrapped under a key-encryption key this node does not hold (its
+    file is not current): the node loads what it can, says which version it lacks, logs
+    it, and is not ready; the versions it holds stay in use."""
+    with runtime.engine.begin() as conn:
+        conn.execute(key_version.insert().values(
+            name="master", version=2, kek_id="0123456789abcdef", wrapped=os.urandom(60),
+            created_at=datetime.now(UTC)))
     follower = rotation.KeyFollower(other, interval=0.05)
     follower.start()
     try:
-        within(2, lambda: any(getattr(r, "event", None) == "keys_not_reloaded"
-                              for r in caplog.records))
+        within(2, lambda: other.keys.unreadable == ("master.v2",))
     finally:
         follower.stop()
-    assert other.keys is live
-    assert sum(getattr(r, "event", None) == "keys_not_reloaded" for r in caplog.records) == 1
+    assert any(getattr(r, "event", None) == "keys_unreadable" for r in caplog.records)
+    assert other.keys.active("master").version == 1
+    with TestClient(create_app(other.settings, runtime=other)) as api:
+        ready = api.get("/readyz")
+    assert ready.status_code == 503 and ready.json()["checks"]["keys"] is False
 
 
 def test_the_command_line_rotation_reaches_a_running_broker(served: ServedBroker) -> None:
@@ -113,16 +123,17 @@ def test_the_command_line_rotation_reaches_a_running_broker(served: ServedBroker
     served.start()
     client_id, secret = served.client("gemeente", "requester")
     before = served.token(client_id, secret)
-    rotated = json.loads(served.command("keys", "rotate", "signing", "--json").stdout)
-    assert rotated == {"key": "signing", "version": 2}
-    new_kid = load_key_ring(served.directory / "keys").active_signing.kid
-    assert new_kid != kid(before)
 
     def served_kids() -> set[str]:
         keys = served.call("GET", "/.well-known/jwks.json").json()["keys"]
         return {k["kid"] for k in keys}
 
-    waited = within(3, lambda: new_kid in served_kids())
+    kids_before = served_kids()
+    assert kids_before == {kid(before)}
+    rotated = json.loads(served.command("keys", "rotate", "signing", "--json").stdout)
+    assert rotated == {"key": "signing", "version": 2}
+    waited = within(3, lambda: len(served_kids()) == 2)
+    (new_kid,) = served_kids() - kids_before
     print(f"the running broker followed the rotation in {waited:.2f} s")
     after = served.token(client_id, secret)
     assert kid(after) == new_kid

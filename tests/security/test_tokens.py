@@ -29,11 +29,14 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.asymmetric.utils import decode_dss_signature
 from fastapi.testclient import TestClient
+from sqlalchemy import text as sql
 
 from broker.auth import clients, tokens
+from broker.db import make_engine
 from broker.errors import InvalidClient, StartupError, Unauthorized
 from broker.keys import KeyRing, create_key_ring, load_key_ring, public_jwk, rotate_key
 from broker.runtime import Runtime, open_runtime
+from broker.services import keyring
 from broker.settings import Settings
 
 REPO = Path(__file__).resolve().parents[2]
@@ -420,11 +423,11 @@ def test_rotation_keeps_the_previous_key_and_retires_the_one_before(key_dir: Pat
 @pytest.mark.parametrize("damage", ["missing-ring", "empty-key", "short-key", "no-signing-key",
                                     "exposed-key"])
 def test_damaged_key_ring_refuses_to_start(sqlite_url: str, tmp_path: Path, damage: str) -> None:
+    """A folder ring to import into a database without one, damaged: no start."""
     key_dir = tmp_path / "ring"
     create_key_ring(key_dir)
     settings = Settings(database_url=sqlite_url, key_dir=key_dir,
                         policy_dir=REPO / "policies" / "ondermijning")
-    open_runtime(settings).close()  # the sound ring starts
     if damage == "missing-ring":
         settings = Settings(database_url=sqlite_url, key_dir=tmp_path / "absent",
                             policy_dir=settings.policy_dir)
@@ -436,6 +439,41 @@ def test_damaged_key_ring_refuses_to_start(sqlite_url: str, tmp_path: Path, dama
         (key_dir / "signing.v1.pem").unlink()
     else:
         (key_dir / "master.v1.key").chmod(0o644)
+    with pytest.raises(StartupError):
+        open_runtime(settings)
+    engine = make_engine(sqlite_url)
+    assert keyring.is_empty(engine)  # nothing of it was stored
+    engine.dispose()
+
+
+@pytest.mark.parametrize("damage", ["missing-kek", "empty-kek", "short-kek", "exposed-kek",
+                                    "other-kek", "no-signing-key"])
+def test_a_damaged_key_encryption_key_or_ring_refuses_to_start(
+    sqlite_url: str, tmp_path: Path, damage: str
+) -> None:
+    """The ring in the database, with this node's key-encryption key file damaged (or
+    another deployment's), or a key gone from the database: no start."""
+    key_dir = tmp_path / "ring"
+    create_key_ring(key_dir)
+    settings = Settings(database_url=sqlite_url, key_dir=key_dir,
+                        policy_dir=REPO / "policies" / "ondermijning")
+    open_runtime(settings).close()  # the sound ring starts (and is stored)
+    kek = keyring.kek_path(settings)
+    if damage == "missing-kek":
+        kek.unlink()
+    elif damage == "empty-kek":
+        kek.write_bytes(b"")
+    elif damage == "short-kek":
+        kek.write_bytes(base64.b64encode(b"k" * 16) + b"\n")
+    elif damage == "exposed-kek":
+        kek.chmod(0o644)
+    elif damage == "other-kek":
+        kek.write_bytes(base64.b64encode(os.urandom(32)) + b"\n")
+    else:
+        engine = make_engine(sqlite_url)
+        with engine.begin() as conn:
+            conn.execute(sql("DELETE FROM key_version WHERE name = 'signing'"))
+        engine.dispose()
     with pytest.raises(StartupError):
         open_runtime(settings)
 

@@ -32,7 +32,7 @@ def readyz(runtime: RuntimeDep) -> JSONResponse:
         "database": database,
         "migrations": at_head,
         "policy": runtime.policy is not None,
-        "keys": bool(runtime.keys.signing),
+        "keys": bool(runtime.keys.signing) and not runtime.keys.unreadable,
         "audit": runtime.audit.healthy,
     }
     ready = all(checks.values())

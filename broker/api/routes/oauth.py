@@ -23,7 +23,6 @@ from broker.api.deps import RequestIdDep, RuntimeDep
 from broker.api.routing import StrictJSONRoute
 from broker.auth import clients, tokens
 from broker.auth.clients import ROLES, Client
-from broker.auth.throttle import FailureCounter
 from broker.errors import InvalidClient, RateLimited
 from broker.runtime import Runtime
 from broker.settings import Settings
@@ -46,17 +45,6 @@ class _OAuthError(Exception):
     def __init__(self, status: int, error: str, description: str, reason: str) -> None:
         super().__init__(reason)
         self.status, self.error, self.description, self.reason = status, error, description, reason
-
-
-def _failures(request: Request, limit: int) -> FailureCounter:
-    """The app's failure counter (one per app, so tests and processes do not share one)."""
-    state = request.app.state
-    with _counter_lock:
-        counter: FailureCounter | None = getattr(state, "token_failures", None)
-        if counter is None:
-            counter = FailureCounter(limit)
-            state.token_failures = counter
-    return counter
 
 
 def _basic_credentials(request: Request) -> tuple[str, str] | None:
@@ -162,7 +150,7 @@ def issue_token(
 ) -> JSONResponse:
     """Client credentials grant: a short-lived ES256 access token (`Cache-Control: no-store`)."""
     remote = request.client.host if request.client else "unknown"
-    counter = _failures(request, runtime.settings.token_rate_per_minute)
+    counter = runtime.token_brake
     basic_used = False
     claimed = None
     try:
