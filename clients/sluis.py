@@ -25,6 +25,7 @@ import base64
 import binascii
 import configparser
 import csv
+import email.utils
 import hashlib
 import http.client
 import io
@@ -43,7 +44,7 @@ import urllib.parse
 import urllib.request
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import IO, Any, NoReturn
 
@@ -944,7 +945,7 @@ class Broker:
         if secret:
             form["client_secret"] = secret
         elif key_file:
-            audience = self.settings.get("token_audience") or self.url + "/oauth/token"
+            audience = self.assertion_audience()
             form["client_assertion_type"] = (
                 "urn:ietf:params:oauth:client-assertion-type:jwt-bearer")
             form["client_assertion"] = client_assertion(Path(key_file), client_id, audience)
@@ -953,17 +954,21 @@ class Broker:
                              "config file), or private_key_file")
         return form
 
+    def assertion_audience(self) -> str:
+        """The `aud` of a client assertion: token_audience, else this broker's token URL."""
+        return self.settings.get("token_audience") or self.url + "/oauth/token"
+
     def login(self) -> dict[str, Any]:
         """Ask for a new access token and cache it (owner-only) until it expires."""
-        form = urllib.parse.urlencode(self._credentials()).encode("ascii")
+        credentials = self._credentials()
+        form = urllib.parse.urlencode(credentials).encode("ascii")
         try:
             answer = self.exchange("POST", "/oauth/token", body=form, headers={
                 "Content-Type": "application/x-www-form-urlencoded", "Accept": "application/json",
             })
         except Problem as problem:
             if problem.title == "invalid_client":
-                problem.detail = ("Client authentication failed: check the client id and "
-                                  "secret (or key).")
+                problem.detail = self._refusal_text(problem.detail, credentials)
             raise
         data = answer.json()
         token = data.get("access_token") if isinstance(data, dict) else None
@@ -976,6 +981,17 @@ class Broker:
                   "scope": data.get("scope", "")}
         write_private(self._cache_path(), json.dumps(cached).encode("utf-8"))
         return cached
+
+    def _refusal_text(self, told: str | None, credentials: Mapping[str, str]) -> str:
+        """What to say of a refused sign-in. For a key, the broker's own words (they name
+        the audience it expects) and the audience this assertion named, which differ when
+        the broker's issuer is not the URL sluis talks to."""
+        if "client_assertion" not in credentials:
+            return "Client authentication failed: check the client id and secret (or key)."
+        return (f"{told or 'Client authentication failed.'} This assertion had aud "
+                f"{self.assertion_audience()}; if the broker expects another, set "
+                "token_audience (SLUIS_TOKEN_AUDIENCE) to it; else check the client id and "
+                "key.")
 
     def logout(self) -> bool:
         try:
@@ -1439,9 +1455,46 @@ def cmd_organisations(s: Session) -> int:
                       ["id", "name", "groups"], "no organisations")
 
 
+def _caller_org(s: Session) -> str:
+    """The caller's organisation, as its access token names it."""
+    org = token_claims(s.broker.token()).get("org")
+    if not isinstance(org, str):
+        raise SluisError("the access token names no organisation")
+    return org
+
+
+def askable_purposes(org: str, groups: Iterable[str], rules: Iterable[Mapping[str, Any]]
+                     ) -> set[str]:
+    """The purposes some rule names `org` (or one of its groups) a recipient for: the ones
+    it may ask for; the broker refuses any other (403, logged against the acting person)."""
+    names = {org, *groups}
+    return {str(purpose) for rule in rules if names & set(rule.get("recipients") or ())
+            for purpose in rule.get("purposes") or ()}
+
+
 def cmd_purposes(s: Session) -> int:
-    return _reference(s, "/v1/purposes", ["id", "case ref", "title"],
-                      ["id", "requires_case_reference", "title"], "no purposes")
+    purposes = s.broker.get("/v1/purposes")["items"]
+    org = _caller_org(s)
+    groups = next((o.get("groups") or [] for o in s.broker.get("/v1/organisations")["items"]
+                   if o.get("id") == org), [])
+    mine = askable_purposes(org, groups, s.broker.get("/v1/policy")["rules"])
+    if s.out.as_json:
+        s.out.json({"org": org, "items": [{**p, "may_ask": p["id"] in mine} for p in purposes]})
+        return EXIT_OK
+    headers, keys = ["id", "case ref", "title"], ["id", "requires_case_reference", "title"]
+    asked = [[p.get(k) for k in keys] for p in purposes if p["id"] in mine]
+    others = [[p.get(k) for k in keys] for p in purposes if p["id"] not in mine]
+    s.out.table(headers, asked, f"no rule of the live pack lets {visible(org)} ask for any "
+                                "purpose")
+    if asked:
+        s.out.text(f"(the purposes {visible(org)} may ask for: a rule of the live pack grants "
+                   "them)")
+    if others:
+        s.out.text()
+        s.out.text(f"not for {visible(org)} (no rule grants them; asking is refused and "
+                   "logged against you):")
+        s.out.table(headers, others, "")
+    return EXIT_OK
 
 
 def cmd_legal_bases(s: Session) -> int:
@@ -1511,19 +1564,47 @@ def cmd_explain(s: Session) -> int:
     a = s.args
     body = {"recipient": a.recipient, "purpose": a.purpose, "category": a.category,
             "source": a.source}
-    if a.legal_basis:
-        body["legal_basis"] = a.legal_basis
-    data = s.broker.post("/v1/policy/explain", body)
+    bases = [a.legal_basis] if a.legal_basis else _legal_bases_of(s, a.category)
+    if len(bases) <= 1:
+        # One legal basis (or a category the broker does not know: it says so).
+        data = s.broker.post("/v1/policy/explain", {**body, "legal_basis": a.legal_basis}
+                             if a.legal_basis else body)
+        if s.out.as_json:
+            s.out.json(data)
+        else:
+            _print_explained(s, data, "")
+        return EXIT_OK
+    # A rule may cover only some of the category's legal bases: one answer per basis.
+    answers = [{"legal_basis": basis,
+                **s.broker.post("/v1/policy/explain", {**body, "legal_basis": basis})}
+               for basis in bases]
     if s.out.as_json:
-        s.out.json(data)
+        s.out.json({"items": answers})
         return EXIT_OK
-    if data.get("access") == "none":
-        s.out.text("access: none (no rule grants this; nothing would be disclosed)")
-        return EXIT_OK
-    s.out.text(f"access: {visible(data['access'])} by rule {visible(data.get('rule'))}")
-    fields = data.get("fields") or {}
-    s.out.table(["field", "transform"], sorted(fields.items()), "no fields")
+    for number, answer in enumerate(answers):
+        if number:
+            s.out.text()
+        s.out.text(f"legal basis {visible(answer['legal_basis'])}:")
+        _print_explained(s, answer, "  ")
     return EXIT_OK
+
+
+def _legal_bases_of(s: Session, category: str) -> list[str]:
+    """The legal bases a signal of `category` may be held under ([] if unknown)."""
+    for item in s.broker.get("/v1/categories")["items"]:
+        if item.get("id") == category:
+            return [str(basis) for basis in item.get("legal_bases") or ()]
+    return []
+
+
+def _print_explained(s: Session, data: Mapping[str, Any], indent: str) -> None:
+    if data.get("access") == "none":
+        s.out.text(f"{indent}access: none (no rule grants this; nothing would be disclosed)")
+        return
+    s.out.text(f"{indent}access: {visible(data['access'])} by rule {visible(data.get('rule'))}")
+    fields = data.get("fields") or {}
+    table = render_table(["field", "transform"], sorted(fields.items())) if fields else ""
+    s.out.text("\n".join(indent + line for line in table.splitlines()) or f"{indent}no fields")
 
 
 # --- Commands: signals ----------------------------------------------------------------
@@ -1741,15 +1822,65 @@ def _retry_after(problem: Problem, attempt: int) -> float | None:
     return None
 
 
-def _post_batch(s: Session, batch: Sequence[Record]) -> list[dict[str, Any]]:
+@dataclass
+class StoredBatch:
+    """A batch's answer: its signals, and how many of them this import stored (None when
+    the answer cannot tell); the rest the broker had stored before under the same
+    Idempotency-Key, and it answered as it did then."""
+
+    signals: list[dict[str, Any]]
+    new: int | None
+
+
+def _server_time(answer: Answer) -> datetime | None:
+    """The broker's clock when it answered (its Date header, whole seconds), if it says."""
+    try:
+        moment = email.utils.parsedate_to_datetime(answer.headers.get("date", ""))
+    except (TypeError, ValueError, IndexError):
+        return None
+    return moment if moment.tzinfo is not None else None
+
+
+def _received(signal: Mapping[str, Any]) -> datetime | None:
+    text = signal.get("received_at")
+    if not isinstance(text, str):
+        return None
+    try:
+        moment = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    return moment if moment.tzinfo is not None else None
+
+
+def count_new(signals: Sequence[Mapping[str, Any]], answered: datetime | None,
+              elapsed: float) -> int | None:
+    """How many signals were received by this request rather than before it: the broker
+    replays the first answer to an Idempotency-Key, with its first `received_at`. The
+    request reached the broker at the earliest `elapsed` seconds before the Date of its
+    answer (which the broker rounds down), so a signal received before that was already
+    there; one stored less than a second before it is counted as new."""
+    if answered is None:
+        return None
+    sent = answered - timedelta(seconds=elapsed)
+    times = [_received(signal) for signal in signals]
+    if any(moment is None for moment in times):
+        return None
+    return sum(1 for moment in times if moment is not None and moment >= sent)
+
+
+def _post_batch(s: Session, batch: Sequence[Record]) -> StoredBatch:
     headers = {"Idempotency-Key": _batch_key(batch)}
     attempt = 0
+    started = time.monotonic()  # a retry that finds the first attempt stored is new too
     while True:
         attempt += 1
         try:
-            answer = s.broker.post("/v1/signals/batch", {"signals": [r.body for r in batch]},
+            answer = s.broker.call("POST", "/v1/signals/batch",
+                                   payload={"signals": [r.body for r in batch]},
                                    headers=headers)
-            return list(answer["signals"])
+            signals = list(answer.json()["signals"])
+            return StoredBatch(signals, count_new(signals, _server_time(answer),
+                                                  time.monotonic() - started))
         except Problem as problem:
             wait = _retry_after(problem, attempt)
             if wait is None:
@@ -1762,8 +1893,20 @@ def _post_batch(s: Session, batch: Sequence[Record]) -> list[dict[str, Any]]:
         time.sleep(wait)
 
 
+def _stored_text(count: int, new: int | None) -> str:
+    """`count` signals the broker holds for this import, told apart as new or already there."""
+    noun = "signal" if count == 1 else "signals"
+    if new is None:
+        return (f"{count} {noun} stored or already there (the broker's answers do not say "
+                "which)")
+    if new == count:
+        return f"{count} new {noun}"
+    return f"{new} new {noun}, {count - new} already there"
+
+
 def _explain_batch_failure(
-    problem: Problem, batch: Sequence[Record], number: int, total: int, stored: int
+    problem: Problem, batch: Sequence[Record], number: int, total: int, stored: int,
+    new: int | None,
 ) -> None:
     say(f"sluis: {problem.line()}", err=True)
     for error in problem.errors[:30]:
@@ -1778,8 +1921,10 @@ def _explain_batch_failure(
         say(f"sluis:   {where}: {path}: {visible(error.msg)}", err=True)
     if len(problem.errors) > 30:
         say(f"sluis:   ... and {len(problem.errors) - 30} more", err=True)
+    earlier = (f"{stored} signals of earlier batches were stored" if new == stored
+               else f"of earlier batches the broker holds {_stored_text(stored, new)}")
     say(f"sluis: batch {number} of {total} was refused and nothing of it was stored; "
-        f"{stored} signals of earlier batches were stored", err=True)
+        f"{earlier}", err=True)
 
 
 def cmd_signals_import(s: Session) -> int:
@@ -1793,22 +1938,25 @@ def cmd_signals_import(s: Session) -> int:
     progress = Progress(len(records), a.progress if a.progress is not None
                         else sys.stderr.isatty())
     ids: list[str] = []
+    new: int | None = 0
     progress.show(0)
     for number, batch in enumerate(batches, 1):
         try:
             stored = _post_batch(s, batch)
         except Problem as problem:
             progress.finish()
-            _explain_batch_failure(problem, batch, number, len(batches), len(ids))
+            _explain_batch_failure(problem, batch, number, len(batches), len(ids), new)
             return EXIT_FAILED
-        ids.extend(str(signal["id"]) for signal in stored)
+        ids.extend(str(signal["id"]) for signal in stored.signals)
+        new = None if new is None or stored.new is None else new + stored.new
         progress.show(len(ids))
     progress.finish()
     if s.out.as_json:
-        s.out.json({"stored": len(ids), "batches": len(batches), "ids": ids})
+        s.out.json({"stored": new, "already_there": None if new is None else len(ids) - new,
+                    "signals": len(ids), "batches": len(batches), "ids": ids})
     else:
-        s.out.text(f"stored {len(ids)} signals in {len(batches)} "
-                   f"batch{'es' if len(batches) != 1 else ''}")
+        s.out.text(f"sent {len(ids)} signals in {len(batches)} "
+                   f"batch{'es' if len(batches) != 1 else ''}: {_stored_text(len(ids), new)}")
     return EXIT_OK
 
 
@@ -2058,8 +2206,9 @@ def cmd_audit_entries(s: Session) -> int:
     if s.out.as_json:
         s.out.json(data)
         return EXIT_OK
-    rows = [[e.get("seq"), e.get("time"), e.get("action"), e.get("outcome"), e.get("org"),
-             e.get("purpose"), len(e.get("items") or [])] for e in data["items"]]
+    rows = [[e.get("seq"), e.get("time"), e.get("action"), e.get("outcome"),
+             (e.get("actor") or {}).get("org"), e.get("purpose"), len(e.get("items") or [])]
+            for e in data["items"]]
     s.out.table(["seq", "time", "action", "outcome", "org", "purpose", "items"], rows,
                 "no entries")
     if data["next_cursor"]:
@@ -2448,11 +2597,15 @@ def cmd_audit_report(s: Session) -> int:
             rows.append([item.get("time"), item.get("action"), item.get("recipient"),
                          item.get("purpose"), part.get("legal_basis") or item.get("legal_basis"),
                          part.get("rule"), sorted((part.get("fields") or {}).keys())])
+    withheld = int(data.get("withheld") or 0)
+    # With entries withheld, "nothing was disclosed" would be untrue: only nothing shown.
+    empty = ("no entry may be shown yet" if withheld
+             else "nothing was disclosed about this subject")
     s.out.table(["time", "action", "recipient", "purpose", "legal basis", "rule", "fields"],
-                rows, "nothing was disclosed about this subject")
-    if data["withheld"]:
-        s.out.text(f"{visible(data['withheld'])} entries still confidential were left out "
-                   "(for you, not for the data subject)")
+                rows, empty)
+    if withheld:
+        s.out.text(f"withheld: {withheld} {'entry' if withheld == 1 else 'entries'} still "
+                   "confidential, left out (for you, not for the data subject)")
     if data["next_cursor"]:
         s.out.text(f"more: --cursor {visible(data['next_cursor'])} (or --all)")
     return EXIT_OK
@@ -2629,7 +2782,8 @@ def _add_session_commands(c: _Commands) -> None:
 
 def _add_reference_commands(c: _Commands) -> None:
     c.add(c.root, "organisations", cmd_organisations, "the partner organisations")
-    c.add(c.root, "purposes", cmd_purposes, "the purposes you may ask for")
+    c.add(c.root, "purposes", cmd_purposes,
+          "the purposes your organisation may ask for, and the others apart")
     c.add(c.root, "legal-bases", cmd_legal_bases, "the legal bases signals are held under")
     cat = c.add(c.root, "categories", cmd_categories, "signal categories and their attributes",
                 examples="  sluis categories\n  sluis categories energie-afwijking")
@@ -2641,7 +2795,8 @@ def _add_reference_commands(c: _Commands) -> None:
                              "--category energie-afwijking --source netbeheerder")
     for name in ("recipient", "purpose", "category", "source"):
         explain.add_argument(f"--{name}", required=True)
-    explain.add_argument("--legal-basis")
+    explain.add_argument("--legal-basis",
+                         help="one legal basis (default: each of the category's, one by one)")
 
 
 def _add_signal_commands(c: _Commands) -> None:
@@ -2677,7 +2832,9 @@ def _add_signal_commands(c: _Commands) -> None:
                 "location.postcode, location.house_number, observed_at, attributes.NAME), in "
                 "batches of up to 1000. Each batch is stored all or nothing, and carries an "
                 "Idempotency-Key derived from its content: running the same file again "
-                "stores nothing twice.",
+                "stores nothing twice, and the summary says how many signals were new and "
+                "how many the broker already had (told by their received_at against the "
+                "broker's clock: one stored less than a second before counts as new).",
                 "  sluis signals import signals.jsonl\n  sluis signals import export.csv "
                 "--progress\n  generate-signals | sluis signals import - --format jsonl")
     imp.add_argument("path", help="the file (- for stdin)")

@@ -10,8 +10,9 @@ worker processes each scrape sees one process, as with any per-process exporter)
 Disclosures by outcome and entries by action come from the audit log itself, which all
 processes share: each process tallies the entries appended since its last scrape (at
 most `SCAN_CAP` per scrape, so a first scrape of a large log catches up over a few),
-reading each entry once. The log is the truth about what was disclosed; counting it
-rather than counting answers means the figures cannot drift from it.
+reading each entry once; alerts (`sluis_audit_alerts_total`) are counted in the same pass,
+as the officer's overview lists them. The log is the truth about what was disclosed;
+counting it rather than counting answers means the figures cannot drift from it.
 """
 
 from __future__ import annotations
@@ -35,10 +36,12 @@ from broker.api.routing import StrictJSONRoute
 from broker.audit.tables import audit_entry, tree_size
 from broker.errors import NotFound, Unauthorized
 from broker.runtime import Runtime
+from broker.services.oversight import alert_kind
 
 CONTENT_TYPE: Final = "text/plain; version=0.0.4; charset=utf-8"
 SCAN_CAP: Final = 20_000
 DISCLOSING: Final = frozenset({"disclosure", "hit", "area_summary"})
+ALERT_KINDS: Final = ("fishing", "lockout", "policy_reload")
 
 router = APIRouter(route_class=StrictJSONRoute, tags=["operations"])
 _state_lock = threading.Lock()
@@ -51,6 +54,7 @@ class AuditTally:
     next_seq: int = 0
     entries: dict[tuple[str, str], int] = field(default_factory=dict)
     disclosures: dict[tuple[str, str], int] = field(default_factory=dict)
+    alerts: dict[str, int] = field(default_factory=dict)
     lock: threading.Lock = field(default_factory=threading.Lock)
 
     def refresh(self, engine: Engine, cap: int = SCAN_CAP) -> None:
@@ -73,14 +77,22 @@ class AuditTally:
         with self.lock:
             return dict(self.entries), dict(self.disclosures)
 
+    def alert_counts(self) -> dict[str, int]:
+        """A copy of the alerts counted so far, by kind (`broker.services.oversight`)."""
+        with self.lock:
+            return dict(self.alerts)
+
     def _count(self, action: str, data: bytes) -> None:
         try:
             entry: Any = json.loads(data)
             outcome = str(entry["outcome"])
             objects = entry.get("objects") or {}
+            kind = alert_kind(action, entry)
         except (ValueError, KeyError, TypeError, AttributeError):
-            outcome, objects = "unreadable", {}
+            outcome, objects, kind = "unreadable", {}, None
         _bump(self.entries, (action, outcome))
+        if kind is not None:
+            self.alerts[kind] = self.alerts.get(kind, 0) + 1
         if action in DISCLOSING:
             _bump(self.disclosures, (action, outcome))
         elif action == "refusal" and objects.get("request") in DISCLOSING:
@@ -152,6 +164,7 @@ def render(
     disclosures: Mapping[tuple[str, str], int],
     audit_size: int | None,
     audit_healthy: bool,
+    alerts: Mapping[str, int] | None = None,
 ) -> str:
     """The exposition text of every family."""
     lines = _requests(snapshot) + _latency(snapshot)
@@ -167,6 +180,11 @@ def render(
         "sluis_audit_entries_total", "Audit entries by action and outcome.", "action",
         entries,
     )
+    name = "sluis_audit_alerts_total"
+    lines += _family(name, "counter", "Alerts in the audit log by kind (fishing, lockout, "
+                                      "policy_reload), as the officer's overview lists them.")
+    for kind in ALERT_KINDS:
+        lines.append(f"{name}{_labels((('kind', kind),))} {(alerts or {}).get(kind, 0)}")
     lines += _family("sluis_audit_log_size", "gauge", "Entries in the audit log (tree size).")
     if audit_size is not None:
         lines.append(f"sluis_audit_log_size {audit_size}")
@@ -241,5 +259,6 @@ def metrics(request: Request, runtime: RuntimeDep, _: ScraperDep) -> Response:
         disclosures=disclosures,
         audit_size=size,
         audit_healthy=runtime.audit.healthy and size is not None,
+        alerts=tally.alert_counts(),
     )
     return Response(body, media_type=CONTENT_TYPE)

@@ -4,22 +4,25 @@ docs/api.md lets a partner read the entries of its own organisation's acts and t
 own signals. Seeing such an entry whole would tell it more than its answers did: a signal's
 id, the same under every purpose, would join what the purposes keep apart; a hit or an area
 summary would show the signals behind a yes or a count; a source organisation would learn
-what other sources' signals the same request released. So:
+what other sources' signals the same request released. So a partner's view is the entry
+object itself with what it may not see removed (docs/audit.md, "What a partner is shown"):
 
 - the organisation that acted (the requester) sees of its act no more than its answer
-  said. An item of a signal that is not its own shows the `ref` the answer gave (made
-  again with the pseudonym key version the entry records) in place of the `signal_id`,
-  and, as the answer did (`broker.core.policy.concealment`), no source its rule hides, nor
-  the rule or legal basis that would name that source (nor, then, the rule's transforms),
-  nor the item's subject hashes (which would tell which items concern the same subject);
-  a hit shows only `hit` and the sources its answer named, an area summary only the area
-  and the counts it was given. Its own signals' items stay whole. The rest of the entry
-  (client, person, case reference, purpose, pack, request id, the act's objects) is its
-  own request;
-- a source organisation sees only its own signals' items, with the recipient, time,
-  action, outcome, purpose, legal basis and policy: not the requesting client, person,
-  case reference, request id, or the act's other objects (a re-identification's
-  `recipient` stays).
+  said. An item of a signal that is not its own carries the `ref` the answer gave (made
+  again with the pseudonym key version the entry records) in place of its `signal_id`
+  and `subject_tags` (which would tell which items concern the same subject), and, as the
+  answer did (`broker.core.policy.concealment`), no `source` its rule hides, nor the
+  `rule` or `legal_basis` that would name that source (nor, then, the rule's transforms:
+  `fields` maps each released path to null, and `objects.rule_fields` leaves the rule
+  out); a hit shows no items and in `objects` only `hit` (and a miss's subject tag) and
+  the `sources` its answer named, an area summary only the area and the counts it was
+  given. Its own signals' items stay whole, and so does the rest of the entry (its own
+  request);
+- a source organisation sees only its own signals' items (and the `rule_fields` they
+  use), with `v`, `origin`, `seq`, `time`, `action`, `outcome`, `reason`, the recipient
+  (`actor.org`), `purpose`, `legal_basis`, `policy` and `confidential_until`: not the
+  requesting client, roles or person, the case reference, the request id, or the act's
+  other objects (a re-identification's `recipient` stays).
 
 An entry's canonical bytes and leaf hash go only with a view that withholds nothing: the
 bytes would show what the view hides, and a leaf hash would let a reader confirm guesses
@@ -40,17 +43,17 @@ from typing import Any, Final
 
 from sqlalchemy import Connection
 
-from broker.audit.compact import RULE_FIELDS
+from broker.audit.compact import RULE_FIELDS, released_fields
 from broker.core.policy.concealment import Concealment, cached_concealment, concealment
 from broker.core.transforms import pseudonymiser_for
 from broker.keys import KeyRing
 from broker.services.packs import stored_pack
 
 SOURCE_VIEW_FIELDS: Final = (
-    "seq", "time", "action", "outcome", "reason", "refusal_reason", "org", "purpose",
-    "legal_basis", "policy_pack", "policy_hash", "confidential_until",
+    "v", "origin", "seq", "time", "action", "outcome", "reason", "purpose", "legal_basis",
+    "policy", "confidential_until",
 )
-"""What a source organisation sees of an entry besides its own items."""
+"""What a source organisation sees of an entry besides the recipient and its own items."""
 SOURCE_VIEW_OBJECTS: Final = ("recipient",)
 """Objects a source organisation sees: who received (re-identification entries name it)."""
 HIT_OBJECTS: Final = ("hit", "subject_tags")
@@ -63,6 +66,22 @@ REF_KEY: Final = "pseudonym_key"
 FAIL_CLOSED: Final = Concealment()
 
 Ref = Callable[[str], str | None]
+
+
+def _mapping(value: Any) -> Mapping[str, Any]:
+    return value if isinstance(value, Mapping) else {}
+
+
+def acting_org(entry: Mapping[str, Any]) -> str | None:
+    """The organisation that acted (`actor.org`), if any."""
+    org = _mapping(entry.get("actor")).get("org")
+    return org if isinstance(org, str) else None
+
+
+def pack_hash(entry: Mapping[str, Any]) -> str | None:
+    """The hash of the pack that decided the act (`policy.hash`), if any."""
+    found = _mapping(entry.get("policy")).get("hash")
+    return found if isinstance(found, str) else None
 
 
 def entry_concealment(conn: Connection, pack_hash: str | None) -> Concealment:
@@ -80,13 +99,12 @@ def _no_ref(signal_id: str) -> str | None:
     return None
 
 
-def refs_for(view: Mapping[str, Any], keys: KeyRing | None) -> Ref:
+def refs_for(entry: Mapping[str, Any], keys: KeyRing | None) -> Ref:
     """The refs a disclosure's answer gave its requester, by signal id (None when unknown)."""
-    objects = view.get("objects") or {}
-    version = objects.get(REF_KEY) if view.get("action") == "disclosure" else None
-    org, purpose = view.get("org"), view.get("purpose")
-    if (keys is None or type(version) is not int or not isinstance(org, str)
-            or not isinstance(purpose, str)):
+    objects = _mapping(entry.get("objects"))
+    version = objects.get(REF_KEY) if entry.get("action") == "disclosure" else None
+    org, purpose = acting_org(entry), entry.get("purpose")
+    if keys is None or type(version) is not int or org is None or not isinstance(purpose, str):
         return _no_ref
     try:
         material = keys.version("pseudonym", version).material
@@ -95,80 +113,92 @@ def refs_for(view: Mapping[str, Any], keys: KeyRing | None) -> Ref:
     return pseudonymiser_for(material, org, purpose).signal_ref
 
 
-def _answered_item(item: Mapping[str, Any], concealed: Concealment, ref: Ref
-                   ) -> dict[str, Any]:
+def _answered_item(item: Mapping[str, Any], objects: Mapping[str, Any],
+                   concealed: Concealment, ref: Ref) -> dict[str, Any]:
     """An item of another organisation's signal as the requester's answer gave it."""
     rule = item.get("rule")
-    shown_rule = concealed.shown_rule(rule)
-    fields = item.get("fields") or {}
     signal_id = item.get("signal_id")
-    return {
+    shown: dict[str, Any] = {
         "ref": ref(signal_id) if isinstance(signal_id, str) else None,
-        "signal_id": None,
-        "rule": shown_rule,
-        "legal_basis": concealed.shown_basis(rule, item.get("legal_basis")),
         "category": item.get("category"),
-        "source": item.get("source") if concealed.shows_source(rule) else None,
-        "fields": dict(fields) if shown_rule is not None else dict.fromkeys(fields),
-        "subject_hashes": [],
     }
+    shown_rule = concealed.shown_rule(rule)
+    if shown_rule is not None:
+        shown["rule"] = shown_rule
+        shown["fields"] = dict(_mapping(item.get("fields")))
+    else:  # the paths its answer gave, not the transforms that would name the rule
+        shown["fields"] = dict.fromkeys(released_fields(item, objects))
+    basis = concealed.shown_basis(rule, item.get("legal_basis"))
+    if basis is not None:
+        shown["legal_basis"] = basis
+    if concealed.shows_source(rule) and "source" in item:
+        shown["source"] = item["source"]
+    return shown
 
 
-def _requester_view(view: Mapping[str, Any], org: str, concealed: Concealment, ref: Ref
+def _requester_view(entry: Mapping[str, Any], org: str, concealed: Concealment, ref: Ref
                     ) -> dict[str, Any]:
-    action = view.get("action")
-    items = list(view.get("items") or ())
-    objects: Mapping[str, Any] = view.get("objects") or {}
+    action = entry.get("action")
+    items = [i for i in entry.get("items") or () if isinstance(i, Mapping)]
+    objects = _mapping(entry.get("objects"))
     if action == "hit":
         shown = {k: objects[k] for k in HIT_OBJECTS if k in objects}
         if objects.get("hit"):
             shown["sources"] = sorted({i.get("source") for i in items
                                        if concealed.shows_source(i.get("rule"))})
-        return {**view, "items": [], "objects": shown}
+        return {**entry, "items": [], "objects": shown}
     if action == "area_summary":
-        return {**view, "items": [],
+        return {**entry, "items": [],
                 "objects": {k: objects[k] for k in AREA_SUMMARY_OBJECTS if k in objects}}
+    kept = dict(objects)
     shared = objects.get(RULE_FIELDS)
     if isinstance(shared, Mapping):  # the fields written once per rule name the rules
-        objects = {**objects, RULE_FIELDS: {
-            rule: fields for rule, fields in shared.items()
-            if concealed.shown_rule(rule) is not None}}
-    return {**view, "objects": objects, "items": [
-        item if item.get("source") == org else _answered_item(item, concealed, ref)
-        for item in items]}
+        kept[RULE_FIELDS] = {rule: fields for rule, fields in shared.items()
+                             if concealed.shown_rule(rule) is not None}
+    return {**entry, "objects": kept, "items": [
+        dict(item) if item.get("source") == org
+        else _answered_item(item, objects, concealed, ref) for item in items]}
 
 
-def trim(view: Mapping[str, Any], org: str, concealed: Concealment, ref: Ref = _no_ref
+def _source_view(entry: Mapping[str, Any], org: str) -> dict[str, Any]:
+    items = [dict(i) for i in entry.get("items") or ()
+             if isinstance(i, Mapping) and i.get("source") == org]
+    objects = _mapping(entry.get("objects"))
+    shown_objects = {k: objects[k] for k in SOURCE_VIEW_OBJECTS if k in objects}
+    shared = objects.get(RULE_FIELDS)
+    used = {i.get("rule") for i in items if not i.get("fields")}
+    if isinstance(shared, Mapping) and used & set(shared):  # only what its own items use
+        shown_objects[RULE_FIELDS] = {r: f for r, f in shared.items() if r in used}
+    return {
+        **{name: entry[name] for name in SOURCE_VIEW_FIELDS if name in entry},
+        "actor": {"org": acting_org(entry)},
+        "items": items,
+        "objects": shown_objects,
+    }
+
+
+def trim(entry: Mapping[str, Any], org: str, concealed: Concealment, ref: Ref = _no_ref
          ) -> tuple[dict[str, Any], bool]:
-    """(the view `org` may see of an entry's full `view`, whether it is the whole view).
+    """(the view `org` may see of the decoded `entry`, whether it is the whole entry).
 
     `concealed` is the concealment of the entry's pack; `ref(signal_id)` the ref the
-    requester's answer gave for a signal. A view that is not whole is marked `redacted`
-    and has no `id`; the caller must then not hand out the entry's bytes or leaf hash.
+    requester's answer gave for a signal. A view that is not whole has no `id`; the caller
+    must then mark it `redacted` and not hand out the entry's bytes or leaf hash.
     """
-    if view.get("damaged"):
-        return {"seq": view["seq"], "damaged": True, "redacted": True}, False
-    view = {k: v for k, v in view.items() if k != "redacted"}
-    if view.get("org") == org:
-        trimmed = _requester_view(view, org, concealed, ref)
+    if entry.get("damaged"):
+        return {"seq": entry.get("seq"), "damaged": True}, False
+    if acting_org(entry) == org:
+        trimmed = _requester_view(entry, org, concealed, ref)
     else:
-        items = view.get("items") or ()
-        objects = view.get("objects") or {}
-        trimmed = {
-            **dict.fromkeys(view),
-            **{name: view.get(name) for name in SOURCE_VIEW_FIELDS},
-            "id": view.get("id"),
-            "items": [item for item in items if item.get("source") == org],
-            "objects": {k: objects[k] for k in SOURCE_VIEW_OBJECTS if k in objects},
-        }
-    if trimmed == view:
-        return {**trimmed, "redacted": False}, True
-    return {**trimmed, "id": None, "redacted": True}, False
+        trimmed = _source_view(entry, org)
+    if trimmed == entry:
+        return trimmed, True
+    trimmed.pop("id", None)
+    return trimmed, False
 
 
-def partner_view(conn: Connection, view: Mapping[str, Any], org: str,
+def partner_view(conn: Connection, entry: Mapping[str, Any], org: str,
                  keys: KeyRing | None = None) -> tuple[dict[str, Any], bool]:
     """`trim` under the concealment of the entry's own pack, with the refs made again from
     `keys` (without them, `ref` is null)."""
-    return trim(view, org, entry_concealment(conn, view.get("policy_hash")),
-                refs_for(view, keys))
+    return trim(entry, org, entry_concealment(conn, pack_hash(entry)), refs_for(entry, keys))

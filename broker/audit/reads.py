@@ -21,7 +21,6 @@ from typing import Any, Final
 from sqlalchemy import Connection, Engine, exists, select
 
 from broker import cursors
-from broker.audit.compact import released_fields
 from broker.audit.partner_view import partner_view
 from broker.audit.signer import (
     CheckpointRefused,
@@ -39,7 +38,7 @@ from broker.audit.tables import (
 from broker.clock import as_utc, rfc3339
 from broker.core import merkle
 from broker.core.checkpoint import Checkpoint, format_receipt, verifier_key
-from broker.core.entry import parse_json
+from broker.core.entry import ENTRY_FIELDS, parse_json
 from broker.errors import AuditUnavailable, FieldProblem, NotFound, ValidationFailed
 from broker.keys import KeyRing
 
@@ -73,42 +72,20 @@ class Scope:
 
 
 def entry_view(seq: int, data: bytes) -> dict[str, Any]:
-    """An entry in the API's flat shape (docs/api.md, "Audit entry fields"), from its bytes."""
+    """An entry as every reader is shown it: the object its canonical bytes decode to
+    (docs/audit.md, "Entries"), or `{"seq", "damaged": true}` for bytes that do not decode
+    to an entry's shape (live verification names it; never a 500)."""
     try:
         entry = parse_json(data)
-        actor = entry["actor"]
-        policy = entry["policy"] or {}
-        return {
-            "seq": seq,
-            "id": entry["id"],
-            "time": entry["time"],
-            "action": entry["action"],
-            "outcome": entry["outcome"],
-            "reason": entry["reason"],
-            "refusal_reason": entry["reason"] if entry["outcome"] != "granted" else None,
-            "client": actor["client"],
-            "org": actor["org"],
-            "roles": actor["roles"],
-            "acting_user": actor["acting_user_tag"],
-            "purpose": entry["purpose"],
-            "case_reference": entry["case_reference"],
-            "legal_basis": entry["legal_basis"],
-            "policy_pack": policy.get("pack"),
-            "policy_hash": policy.get("hash"),
-            "request_id": entry["request_id"],
-            "items": [
-                {**{k: v for k, v in item.items() if k != "subject_tags"},
-                 "fields": released_fields(item, entry["objects"]),
-                 "subject_hashes": item["subject_tags"]}
-                for item in entry["items"]
-            ],
-            "objects": entry["objects"],
-            "confidential_until": entry["confidential_until"],
-            "redacted": False,
-        }
-    except (ValueError, KeyError, TypeError, AttributeError):
-        # A damaged row is shown as such (live verification names it), never a 500.
+    except ValueError:
+        entry = None
+    if (not isinstance(entry, dict) or set(entry) != ENTRY_FIELDS
+            or not isinstance(entry["actor"], dict) or not isinstance(entry["items"], list)
+            or not all(isinstance(item, dict) for item in entry["items"])
+            or not isinstance(entry["objects"], dict)
+            or not isinstance(entry["policy"], dict | None)):
         return {"seq": seq, "damaged": True}
+    return entry
 
 
 def _visible(scope: Scope) -> Any:
@@ -208,10 +185,10 @@ def _scoped_view(conn: Connection, scope: Scope, seq: int, data: bytes,
 
 def get_entry(engine: Engine, scope: Scope, seq: int, *, keys: KeyRing | None = None
               ) -> dict[str, Any]:
-    """One entry: its view, its canonical bytes (base64) and its leaf hash. A partner's view
-    that withholds anything is `redacted` and comes without bytes and leaf hash (they would
-    show, or confirm guesses of, what it withholds); `keys` make again the refs of its own
-    answers."""
+    """One entry: the object its bytes decode to, the canonical bytes (base64) and the leaf
+    hash. A partner's view that withholds anything (that object with members removed) is
+    `redacted` and comes without bytes and leaf hash (they would show, or confirm guesses
+    of, what it withholds); `keys` make again the refs of its own answers."""
     with engine.connect() as conn:
         data, leaf = _entry_row(conn, scope, seq)
         view, whole = _scoped_view(conn, scope, seq, data, keys)

@@ -11,7 +11,7 @@ from broker.errors import BrokerError, StartupError
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from broker.cli import audit, clients, demo, keys, policy, retention, serve
+    from broker.cli import audit, clients, demo, keys, policy, retention, serve, witness
 
     parser = argparse.ArgumentParser(
         prog="broker",
@@ -26,6 +26,7 @@ def build_parser() -> argparse.ArgumentParser:
     keys.register(sub)
     retention.register(sub)
     demo.register(sub)
+    witness.register(sub)
     return parser
 
 

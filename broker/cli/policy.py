@@ -1,7 +1,8 @@
-"""`broker policy check|test|explain`: work on a pack folder without a running broker.
+"""`broker policy check|test|explain|load`: work on a pack folder without a running broker;
+`broker policy history|show|diff`: read the packs the database recorded as live.
 
-Exit codes: 0 ok, 1 the pack has errors (or, with --strict, warnings) or a test fails,
-2 bad usage (including a folder that does not exist).
+Exit codes: 0 ok, 1 the pack has errors (or, with --strict, warnings) or a test fails, or
+no recorded pack has the hash given, 2 bad usage (including a folder that does not exist).
 """
 
 from __future__ import annotations
@@ -10,12 +11,25 @@ import argparse
 import json
 import os
 import sys
+from collections.abc import Callable, Iterator
+from contextlib import ExitStack, contextmanager
 from datetime import date
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from broker.core.policy import CompiledPolicy, Pack, lint_pack, load_pack, run_pack_tests
+from broker.core.policy import (
+    CompiledPolicy,
+    Pack,
+    lint_pack,
+    load_pack,
+    parse_transform,
+    run_pack_tests,
+)
+from broker.core.policy.diff import DROPPED, PackDiff, diff_packs
 from broker.errors import PackInvalid
+
+if TYPE_CHECKING:
+    from sqlalchemy import Engine
 
 __all__ = ["register"]
 
@@ -161,6 +175,21 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     p_load.add_argument("--json", action="store_true")
     p_load.set_defaults(func=load)
 
+    p_history = sub.add_parser("history", help="every recorded load of a pack, newest first")
+    p_history.add_argument("--json", action="store_true")
+    p_history.set_defaults(func=history)
+
+    p_show = sub.add_parser("show", help="a recorded pack's canonical text")
+    p_show.add_argument("hash", metavar="HASH", help="its hash, or a prefix only it has")
+    p_show.set_defaults(func=show)
+
+    p_diff = sub.add_parser("diff", help="what changes from pack A to pack B")
+    pack_help = "a recorded pack's hash (or a prefix only it has), or a pack folder"
+    p_diff.add_argument("before", metavar="A", help=pack_help)
+    p_diff.add_argument("after", metavar="B", help=pack_help)
+    p_diff.add_argument("--json", action="store_true")
+    p_diff.set_defaults(func=diff)
+
 
 def load(args: argparse.Namespace) -> int:
     """Record DIR's pack as the live one (audited); running brokers follow within seconds."""
@@ -179,3 +208,129 @@ def load(args: argparse.Namespace) -> int:
     else:
         print(f"live pack: {new} (was {previous})")
     return 0
+
+
+# --- history, show, diff: the packs the database recorded -------------------------------
+
+
+@contextmanager
+def _history_engine() -> Iterator[Engine]:
+    """The settings' database, read only, at the newest migration."""
+    from broker import migrate
+    from broker.db import make_engine
+    from broker.settings import get_settings
+
+    settings = get_settings()
+    engine = make_engine(settings.database_url, busy_timeout_ms=settings.sqlite_busy_timeout_ms)
+    try:
+        migrate.require_head(engine)
+        yield engine
+    finally:
+        engine.dispose()
+
+
+def history(args: argparse.Namespace) -> int:
+    """Every recorded load of a pack, newest first; the newest is the live pack."""
+    from broker.services import pack_history
+
+    with _history_engine() as engine:
+        loads = pack_history.loads(engine)
+    if args.json:
+        _print_json([load.as_dict() for load in loads])
+        return 0
+    for load in loads:
+        data = load.as_dict()
+        live = "  (live)" if load.live else ""
+        print(f"{data['loaded_at']}  {load.hash}  {load.pack} {load.version}  "
+              f"by {load.loaded_by}{live}")
+    if not loads:
+        print("no pack has been recorded yet")
+    return 0
+
+
+def show(args: argparse.Namespace) -> int:
+    """A recorded pack's canonical text, as it was stored on its first load."""
+    from broker.services import pack_history
+
+    with _history_engine() as engine:
+        found = pack_history.stored(engine, args.hash, loc=("HASH",))
+    print(found.canonical)
+    return 0
+
+
+def _policy_of(reference: str, loc: str, engine: Callable[[], Engine]) -> CompiledPolicy | int:
+    """The pack a `diff` argument names: a folder, else a recorded pack's hash."""
+    from broker.services import pack_history
+
+    if Path(reference).is_dir():
+        loaded = _load(Path(reference), as_json=False)
+        return loaded if isinstance(loaded, int) else CompiledPolicy(loaded)
+    if not pack_history.REFERENCE.fullmatch(reference):
+        print(f"broker policy diff: {reference} is neither a folder nor a pack hash",
+              file=sys.stderr)
+        return 2
+    return pack_history.compiled(engine(), reference, loc=(loc,))
+
+
+def diff(args: argparse.Namespace) -> int:
+    """What changes from pack A to pack B, each a folder or a recorded pack."""
+    with ExitStack() as stack:
+        opened: list[Engine] = []
+
+        def engine() -> Engine:
+            if not opened:
+                opened.append(stack.enter_context(_history_engine()))
+            return opened[0]
+
+        before = _policy_of(args.before, "A", engine)
+        if isinstance(before, int):
+            return before
+        after = _policy_of(args.after, "B", engine)
+        if isinstance(after, int):
+            return after
+    changes = diff_packs(before, after)
+    if args.json:
+        _print_json(changes.as_dict())
+    else:
+        print(f"from {before.hash} ({before.pack.name} {before.pack.version})")
+        print(f"to   {after.hash} ({after.pack.name} {after.pack.version})")
+        for line in diff_lines(changes):
+            print(line)
+    return 0
+
+
+def _shown(value: object, *, transform: bool) -> str:
+    """A field's transform as `pseudonymise` or `generalise:month`; a condition as JSON."""
+    if transform and value != DROPPED and isinstance(value, str | dict):
+        return str(parse_transform(value))
+    return value if value == DROPPED else json.dumps(value, ensure_ascii=False)
+
+
+def _either(before: str, after: str) -> str:
+    return before if before == after else f"{before} -> {after}"
+
+
+def diff_lines(changes: PackDiff) -> list[str]:
+    """A diff in lines for a terminal."""
+    if changes.empty:
+        return ["no changes"]
+    lines = [f"rule added: {r}" for r in changes.rules_added]
+    lines += [f"rule removed: {r}" for r in changes.rules_removed]
+    for rule in changes.rules_changed:
+        lines.append(f"rule changed: {rule.id}: {', '.join(rule.attributes)}")
+    for name, section in changes.catalogue.items():
+        for what in ("added", "removed", "changed"):
+            if ids := getattr(section, what):
+                lines.append(f"{name} {what}: {', '.join(ids)}")
+    for name, (old, new) in changes.settings.items():
+        lines.append(f"{name}: {json.dumps(old)} -> {json.dumps(new)}")
+    for change in changes.access:
+        access = _either(change.access_before, change.access_after)
+        rules = _either(change.rule_before or "-", change.rule_after or "-")
+        lines.append(f"{' / '.join(change.key)}: {access} (rule {rules})")
+        for item in change.changes:
+            field = item.path is not None
+            before = _shown(item.before, transform=field)
+            after = _shown(item.after, transform=field)
+            lines.append(f"    {item.path if field else item.what}: {before} -> {after}")
+    return lines

@@ -1,12 +1,13 @@
 """The officer's reading pages: overview, log, one entry, policy, and the stylesheet.
 
 Each view is recorded as an `audit_read` before anything is gathered for it (fail
-closed): the services that read for the pages, `broker.services.oversight` and
-`broker.services.log_review`, record it first.
+closed): the services that read for the pages, `broker.services.oversight`,
+`broker.services.log_review` and `broker.services.pack_history`, record it first.
 """
 
 from __future__ import annotations
 
+import re
 from datetime import date
 from typing import Annotated, Final, get_args
 
@@ -32,7 +33,7 @@ from broker.officer.web import (
     render,
     state_of,
 )
-from broker.services import log_review, oversight
+from broker.services import log_review, oversight, pack_history
 from broker.services.log_review import OUTCOMES, LogQuery
 from broker.services.oversight import LOCAL, SERIES
 
@@ -40,6 +41,7 @@ router = APIRouter(route_class=OfficerRoute, prefix=PREFIX, include_in_schema=Fa
 WEEKS: Final = 6
 ACTIONS: Final = get_args(Action)
 Text = Annotated[str, Query(max_length=100)]
+EMPLOYEE_ID: Final = re.compile(r"[A-Za-z0-9._@-]{1,64}")
 
 
 def today() -> date:
@@ -72,6 +74,7 @@ def overview(request: Request, runtime: RuntimeDep, officer: OfficerDep) -> HTML
         size=found.size, checkpoint=found.checkpoint, verification=verification,
         figures=figures, series=series, chart=chart, weeks=WEEKS,
         names=Names(runtime.policy.pack), open_requests=found.open_requests,
+        alerts=oversight.integrity_alerts(verification) + found.alerts,
     )
 
 
@@ -107,10 +110,22 @@ def _day(value: str | None, name: str) -> date | None:
                                errors=[FieldProblem(("query", name), "not a date")]) from None
 
 
+def _employee(value: str) -> str | None:
+    """An employee id as `X-Acting-User` carries it (1 to 64 of A-Z a-z 0-9 . _ @ -)."""
+    value = value.strip()
+    if not value:
+        return None
+    if not EMPLOYEE_ID.fullmatch(value):
+        raise ValidationFailed("Not an employee id.",
+                               errors=[FieldProblem(("query", "employee"), "not an employee id")])
+    return value
+
+
 def _link_params(query: LogQuery, since: str, until: str) -> dict[str, str]:
     """The filters as the page's links carry them on (the dates as the officer typed them)."""
     given = (("org", query.org), ("purpose", query.purpose), ("action", query.action),
-             ("outcome", query.outcome), ("since", since), ("until", until),
+             ("outcome", query.outcome), ("employee", query.employee),
+             ("since", since), ("until", until),
              ("hide_reads", "1" if query.hide_reads else None), ("filtered", "1"))
     return {name: value for name, value in given if value}
 
@@ -119,7 +134,7 @@ def _link_params(query: LogQuery, since: str, until: str) -> dict[str, str]:
 def log(request: Request, runtime: RuntimeDep, officer: OfficerDep,
         org: Text = "", purpose: Text = "", action: Text = "", outcome: Text = "",
         since: Text = "", until: Text = "", hide_reads: Text = "", filtered: Text = "",
-        cursor: Text = "") -> HTMLResponse:
+        cursor: Text = "", employee: Text = "") -> HTMLResponse:
     """Entries newest first, filtered and paged."""
     pack = runtime.policy.pack
     query = LogQuery(
@@ -129,6 +144,7 @@ def log(request: Request, runtime: RuntimeDep, officer: OfficerDep,
         outcome=_choice(outcome, OUTCOMES, "outcome"),
         since=_day(since, "since"),
         until=_day(until, "until"),
+        employee=_employee(employee),
         # Until the form is used, the officer's own reads (every page view) stay hidden.
         hide_reads=bool(hide_reads) or not filtered,
     )
@@ -152,9 +168,10 @@ def entry(request: Request, runtime: RuntimeDep, officer: OfficerDep,
 
 @router.get("/policy", response_class=HTMLResponse)
 def policy(request: Request, runtime: RuntimeDep, officer: OfficerDep) -> HTMLResponse:
-    """The live pack's rules in words, its hash, and the history of activations."""
-    history = oversight.policy_history(runtime, reader_of(runtime, officer, request))
+    """The live pack's rules in words, its hash, and the history of activations, each
+    with what changed against the one before."""
+    versions = pack_history.versions(runtime, reader_of(runtime, officer, request))
     live = runtime.policy
     return render(request, "policy.html", officer=officer, runtime=runtime, nav="policy",
                   pack=live.pack, loaded_at=rfc3339(live.loaded_at), names=Names(live.pack),
-                  history=history)
+                  versions=versions)

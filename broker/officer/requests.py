@@ -71,7 +71,7 @@ def subject_report(request: Request, runtime: RuntimeDep, officer: OfficerDep,
                       error=t("subject.invalid"), masked=None, status=422)
     template = "subject_letter.html" if letter else "subject.html"
     return render(request, template, officer=officer, runtime=runtime, nav="subject",
-                  kinds=subjects.KINDS, kind=kind, rows=found.rows, withheld=found.withheld,
+                  kinds=subjects.KINDS, kind=kind, rows=found.groups, withheld=found.withheld,
                   next_cursor=found.next_cursor, letter=bool(letter),
                   error=None, masked=subjects.masked(value),
                   names=Names(runtime.policy.pack), today=today())

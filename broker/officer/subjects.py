@@ -73,7 +73,8 @@ def masked(value: str) -> str:
 
 @dataclass(frozen=True, slots=True)
 class ReportRow:
-    """One act in the report: a day, who received, why, under which basis, what."""
+    """One act in the report: a day, who received, why, under which basis, what; and the
+    entry it was read from (its seq and time), for the detail of a group."""
 
     day: date
     action: str
@@ -83,6 +84,37 @@ class ReportRow:
     legal_bases: list[str]
     categories: list[str]
     fields: list[tuple[str, Any]]
+    seq: int = -1
+    time: str = ""
+
+    def shown(self) -> tuple[Any, ...]:
+        """What a row of the report shows: rows that show the same are one group."""
+        return (self.day, self.action, self.outcome, self.recipient, self.purpose,
+                self.legal_bases, self.categories, self.fields)
+
+
+@dataclass(frozen=True, slots=True)
+class ReportGroup:
+    """Acts that read the same in the report (same day, recipient, purpose and the rest),
+    shown as one row with their count; `acts` is the detail, in the report's order."""
+
+    acts: list[ReportRow]
+
+    @property
+    def row(self) -> ReportRow:
+        return self.acts[0]
+
+    @property
+    def count(self) -> int:
+        return len(self.acts)
+
+
+def grouped(rows: list[ReportRow]) -> list[ReportGroup]:
+    """The rows of one page, identical ones together, in the order each first occurs."""
+    groups: dict[str, list[ReportRow]] = {}
+    for row in rows:  # keyed by its text: transforms are dicts, which do not hash
+        groups.setdefault(repr(row.shown()), []).append(row)
+    return [ReportGroup(acts) for acts in groups.values()]
 
 
 @dataclass(frozen=True, slots=True)
@@ -93,6 +125,10 @@ class Report:
     letter."""
     next_cursor: str | None = None
     """Where the next page continues; None on the last."""
+
+    @property
+    def groups(self) -> list[ReportGroup]:
+        return grouped(self.rows)
 
 
 def report(runtime: Runtime, actor: Actor, kind: str, value: str, *,
@@ -121,4 +157,6 @@ def _row(row: dict[str, Any]) -> ReportRow:
         legal_bases=list(dict.fromkeys(bases)),
         categories=list(dict.fromkeys(i["category"] for i in items if i.get("category"))),
         fields=sorted(fields.items()),
+        seq=int(row["seq"]),
+        time=str(row["time"]),
     )

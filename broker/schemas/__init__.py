@@ -18,12 +18,11 @@ from pydantic import (
     model_validator,
 )
 
-from broker.schemas.disclosures import AddressQuery, SubjectQuery
+from broker.schemas.disclosures import AddressQuery, SubjectQuery, SubjectType
 from broker.schemas.text import LINE, TEXT, TEXT_IF_STRING
 
 Ident = Annotated[str, StringConstraints(pattern=r"^[a-z0-9]+(-[a-z0-9]+)*$", max_length=64)]
 ShortText = Annotated[str, StringConstraints(min_length=1, max_length=200), LINE]
-SubjectType = Literal["person", "company", "address", "vehicle"]
 
 _RFC3339: Final = re.compile(
     r"\d{4}-\d{2}-\d{2}[Tt]\d{2}:\d{2}:\d{2}(\.\d{1,9})?([Zz]|[+-]\d{2}:\d{2})", re.ASCII

@@ -34,7 +34,15 @@ FieldPath = Annotated[
 PageToken = Annotated[str, StringConstraints(pattern=r"^p1\.[0-9]{1,9}\.[A-Za-z0-9_-]{1,400}$")]
 FreeText = Annotated[str, StringConstraints(min_length=1, max_length=2000), TEXT]
 
+SubjectType = Literal["person", "company", "address", "vehicle"]
 SUBJECT_IDENTIFIERS = ("bsn", "kvk", "plate", "bag_id")
+# The identifier a subject of each type is found by (a signal's subject carries it).
+IDENTIFIER_OF_TYPE: dict[str, str] = {
+    "person": "bsn", "company": "kvk", "vehicle": "plate", "address": "bag_id"}
+NOT_SEARCHED = frozenset({"name", "birthdate"})
+EXPECTED_SUBJECT = ('expected {"type": "person", "bsn": ...}, {"type": "company", "kvk": ...}, '
+                    '{"type": "vehicle", "plate": ...} or {"type": "address", "bag_id": ...} '
+                    '(type optional)')
 MAX_SIGNAL_IDS = 100
 
 
@@ -43,18 +51,36 @@ class Strict(BaseModel):
 
 
 class SubjectQuery(Strict):
-    """Exactly one identifier of one subject."""
+    """One subject, named as a signal names it: `{"type": "person", "bsn": "..."}`. The type
+    may be left out (the identifier implies it); given, it must fit the identifier."""
 
+    type: SubjectType | None = Field(
+        default=None, description="optional; person (bsn), company (kvk), vehicle (plate) "
+                                  "or address (bag_id)")
     bsn: Identifier | None = None
     kvk: Identifier | None = None
     plate: Identifier | None = None
     bag_id: Identifier | None = None
 
+    @model_validator(mode="before")
+    @classmethod
+    def _not_searched(cls, data: Any) -> Any:
+        # A signal's subject may carry a name and birth date; a query finds by identifier
+        # only, and says so rather than "Unknown field".
+        if isinstance(data, dict) and set(data) & NOT_SEARCHED:
+            raise ValueError(f"a subject is found by its identifier only, not by name or "
+                             f"birthdate; {EXPECTED_SUBJECT}")
+        return data
+
     @model_validator(mode="after")
     def _exactly_one(self) -> SubjectQuery:
         given = [name for name in SUBJECT_IDENTIFIERS if getattr(self, name) is not None]
         if len(given) != 1:
-            raise ValueError("name exactly one of bsn, kvk, plate or bag_id")
+            raise ValueError(f"name exactly one of bsn, kvk, plate or bag_id; {EXPECTED_SUBJECT}")
+        if self.type is not None and IDENTIFIER_OF_TYPE[self.type] != given[0]:
+            raise ValueError(f"a {self.type} subject is named by its "
+                             f"{IDENTIFIER_OF_TYPE[self.type]}, not by {given[0]}; "
+                             f"{EXPECTED_SUBJECT}")
         return self
 
     def identifier(self) -> tuple[str, str]:

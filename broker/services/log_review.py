@@ -2,8 +2,9 @@
 its rule and its verified proof.
 
 Entries come from `broker.audit.reads` (the same list, entry and proof functions the API
-uses). Two filters the audit service lacks, the outcome and "hide reads of the log", live
-only in the entry bytes: they are applied to the service's pages here, scanning at most
+uses). Three filters the audit service lacks, the outcome, the employee (by the acting-person
+tags the broker computes from the id typed) and "hide reads of the log", live only in the
+entry bytes: they are applied to the service's pages here, scanning at most
 `SCAN_LIMIT` entries per page view and continuing with the service's own cursor. Each
 read is recorded first, as the officer's `audit_read`.
 """
@@ -16,6 +17,9 @@ from datetime import date, timedelta
 from typing import Any, Final
 
 from broker.audit import reads
+from broker.audit.compact import released_fields
+from broker.audit.partner_view import pack_hash
+from broker.auth.actors import person_tag
 from broker.core import merkle
 from broker.core.checkpoint import CheckpointInvalid, open_checkpoint
 from broker.core.policy.load import Pack
@@ -41,6 +45,8 @@ class LogQuery:
     since: date | None = None
     until: date | None = None
     hide_reads: bool = False
+    employee: str | None = None
+    """An employee id as the organisations send it (`X-Acting-User`): the acts it tagged."""
 
     def entry_filter(self) -> reads.EntryFilter:
         """The filters the audit service applies in SQL (dates as Dutch calendar days)."""
@@ -52,20 +58,35 @@ class LogQuery:
             until=day_start(self.until + timedelta(days=1)) if self.until else None,
         )
 
-    def keeps(self, view: dict[str, Any]) -> bool:
-        """The filters applied to each entry the service returns."""
+    def keeps(self, view: dict[str, Any], tags: frozenset[str] | None = None) -> bool:
+        """The filters applied to each entry the service returns; `tags` are the employee's
+        acting-person tags (None: no employee asked for)."""
         if self.outcome and view.get("outcome") != self.outcome:
+            return False
+        if tags is not None and (view.get("actor") or {}).get("acting_user_tag") not in tags:
             return False
         return not (self.hide_reads and not self.action and view.get("action") == "audit_read")
 
-    def objects(self) -> dict[str, Any]:
-        """The filters as the read's entry names them (hiding reads is not one)."""
+    def objects(self, tags: frozenset[str] | None = None) -> dict[str, Any]:
+        """The filters as the read's entry names them (hiding reads is not one); an employee
+        by the tags searched for, never by the id typed."""
         return {
             "read": "officer_log", "org": self.org, "purpose": self.purpose,
             "action": self.action, "outcome": self.outcome,
             "since": self.since.isoformat() if self.since else None,
             "until": self.until.isoformat() if self.until else None,
+            "acting_user_tags": sorted(tags) if tags is not None else None,
         }
+
+
+def employee_tags(runtime: Runtime, query: LogQuery) -> frozenset[str] | None:
+    """The acting-person tags of the employee asked for: one per organisation, since the
+    same id in two organisations is two people (only the filtered organisation's, if one
+    is); None when no employee is asked for."""
+    if not query.employee:
+        return None
+    orgs = [query.org] if query.org else sorted(runtime.policy.pack.organisations)
+    return frozenset(person_tag(runtime.keys, org, query.employee) for org in orgs)
 
 
 @dataclass(frozen=True, slots=True)
@@ -79,7 +100,8 @@ class LogPage:
 def log_page(runtime: Runtime, reader: Reader, query: LogQuery, *, cursor: str | None,
              limit: int = PAGE_SIZE) -> LogPage:
     """One page of entries, newest first, matching every filter (the read recorded first)."""
-    record_read(runtime, reader, query.objects())
+    tags = employee_tags(runtime, query)
+    record_read(runtime, reader, query.objects(tags))
     filters = query.entry_filter()
     items: list[dict[str, Any]] = []
     scanned = 0
@@ -89,7 +111,7 @@ def log_page(runtime: Runtime, reader: Reader, query: LogQuery, *, cursor: str |
         )
         for index, view in enumerate(batch):
             scanned += 1
-            if query.keeps(view):
+            if query.keeps(view, tags):
                 items.append(view)
                 if len(items) == limit:
                     more = index < len(batch) - 1 or after is not None
@@ -129,6 +151,8 @@ class ItemRule:
 
     item: dict[str, Any]
     rule: Rule | None
+    fields: dict[str, Any] = field(default_factory=dict)
+    """The fields its signal released, resolved through `objects.rule_fields`."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -175,9 +199,12 @@ def entry_detail(runtime: Runtime, reader: Reader, seq: int) -> EntryDetail:
     proof = prove(runtime, seq, base64.b64decode(got["entry_b64"]),
                   base64.b64decode(got["leaf_hash"]))
     pack = None
-    if not view.get("damaged") and view.get("policy_hash"):
+    named = None if view.get("damaged") else pack_hash(view)
+    if named:
         with runtime.engine.connect() as conn:
-            pack = stored_pack(conn, view["policy_hash"])
+            pack = stored_pack(conn, named)
     rules = {rule.id: rule for rule in pack.rules} if pack else {}
-    items = [ItemRule(item, rules.get(item.get("rule") or "")) for item in view.get("items", [])]
+    objects = view.get("objects")
+    items = [ItemRule(item, rules.get(item.get("rule") or ""), released_fields(item, objects))
+             for item in view.get("items", [])]
     return EntryDetail(seq, view, proof, pack, items)

@@ -1,5 +1,5 @@
 """What the privacy officer reads beside the log's entries: the overview (the log's state,
-acts per day and per recipient, open re-identification requests), the history of packs
+its alerts, acts per day and per recipient, open re-identification requests), the history of packs
 made live, the organisation's legal holds, and the re-identification requests.
 
 Each read a page shows is recorded first, as the officer's `audit_read` (fail closed:
@@ -19,9 +19,11 @@ from datetime import UTC, date, datetime, time, timedelta
 from typing import Any, Final
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import Engine, select
+from sqlalchemy import Connection, Engine, select
 
 from broker.audit.drafts import draft, without_none
+from broker.audit.integrity import LiveReport
+from broker.audit.partner_view import acting_org
 from broker.audit.reads import entry_view
 from broker.audit.signer import StoredCheckpoint, latest_checkpoint
 from broker.audit.tables import audit_entry, tree_size
@@ -41,6 +43,9 @@ COUNTED_ACTIONS: Final = (*REQUEST_ACTIONS, "reidentification_revealed")
 HISTORY_LIMIT: Final = 100
 REQUEST_LIMIT: Final = 200
 _BATCH: Final = 1000
+DISCLOSURE_SCAN: Final = 2000
+ALERT_LIMIT: Final = 20
+ALERT_SCAN: Final = 1000
 
 
 # --- Recording the officer's reads ---
@@ -148,7 +153,7 @@ def activity(engine: Engine, *, today: date, weeks: int) -> Activity:
             if kind is not None and at is not None:
                 series[kind][at] += 1
             if view["action"] in REQUEST_ACTIONS:
-                key = (view["org"], view["purpose"])
+                key = (acting_org(view), view["purpose"])
                 requests[key] += 1
                 if kind == "refusal":
                     refused[key] += 1
@@ -158,6 +163,58 @@ def activity(engine: Engine, *, today: date, weeks: int) -> Activity:
     ]
     rows.sort(key=lambda r: (r.org or "", r.purpose or ""))
     return Activity(days, series, rows)
+
+
+# --- Alerts ---
+
+
+@dataclass(frozen=True, slots=True)
+class Alert:
+    """Something the officer should look at: its kind, the entry it concerns (if any),
+    when, and who acted."""
+
+    kind: str
+    seq: int | None
+    time: str | datetime | None
+    org: str | None
+    code: str | None = None
+
+
+def alert_kind(action: str, entry: Mapping[str, Any]) -> str | None:
+    """Which alert an entry is, if any: `fishing` (too many distinct subjects asked about),
+    `lockout` (a release budget spent: further requests refused), `policy_reload` (a
+    reload of a pack that does not load)."""
+    reason = entry.get("reason")
+    if action == "alert":
+        return "lockout" if reason == "too_many_signals" else "fishing"
+    if action == "refusal" and reason == "policy_pack_invalid":
+        return "policy_reload"
+    return None
+
+
+def entry_alerts(engine: Engine, *, limit: int = ALERT_LIMIT) -> list[Alert]:
+    """The newest alerts the log records, newest first: every `alert` entry and the
+    refusals of a policy reload (the latest `ALERT_SCAN` refusals are read for those)."""
+    found: list[Alert] = []
+    with engine.connect() as conn:
+        for action, cap in (("alert", limit), ("refusal", ALERT_SCAN)):
+            query = (select(audit_entry.c.seq, audit_entry.c.bytes)
+                     .where(audit_entry.c.action == action)
+                     .order_by(audit_entry.c.seq.desc()).limit(cap))
+            for seq, data in conn.execute(query):
+                view = entry_view(int(seq), bytes(data))
+                kind = None if view.get("damaged") else alert_kind(action, view)
+                if kind is not None:
+                    found.append(Alert(kind, int(seq), view["time"], acting_org(view),
+                                       view.get("reason")))
+    found.sort(key=lambda alert: alert.seq or 0, reverse=True)
+    return found[:limit]
+
+
+def integrity_alerts(report: LiveReport) -> list[Alert]:
+    """The live verification's problems as alerts, each at the entry it names."""
+    return [Alert("integrity", problem.seq, report.checked_at, None, problem.code)
+            for problem in report.problems]
 
 
 # --- The overview ---
@@ -171,6 +228,7 @@ class Overview:
     checkpoint: StoredCheckpoint | None
     activity: Activity
     open_requests: list[dict[str, Any]]
+    alerts: list[Alert]
 
 
 def overview(runtime: Runtime, reader: Reader, *, today: date, weeks: int) -> Overview:
@@ -180,7 +238,7 @@ def overview(runtime: Runtime, reader: Reader, *, today: date, weeks: int) -> Ov
         size, checkpoint = tree_size(conn), latest_checkpoint(conn)
     figures = activity(runtime.engine, today=today, weeks=weeks)
     pending = _requests(runtime, _org(reader), status="pending")
-    return Overview(size, checkpoint, figures, pending)
+    return Overview(size, checkpoint, figures, pending, entry_alerts(runtime.engine))
 
 
 # --- Policy history ---
@@ -261,11 +319,39 @@ def reidentification_request(runtime: Runtime, request_id: str, org: str, *,
                     {"read": "officer_reidentification", "reidentification": request_id})
     with runtime.engine.connect() as conn:
         row = conn.execute(select(REQUESTS).where(REQUESTS.c.id == request_id[:64])).first()
-        source = None if row is None else conn.execute(
-            select(SIGNALS.c.source).where(SIGNALS.c.id == row.signal_id)).scalar()
-    pack = runtime.policy.pack
-    if row is None or not reidentification.officer_sees(pack, org, row.org, source or ""):
-        raise NotFound("No such re-identification request.")
+        signal = None if row is None else conn.execute(
+            select(SIGNALS.c.source, SIGNALS.c.category).where(SIGNALS.c.id == row.signal_id)
+        ).first()
+        source = signal.source if signal is not None else None
+        pack = runtime.policy.pack
+        if row is None or not reidentification.officer_sees(pack, org, row.org, source or ""):
+            raise NotFound("No such re-identification request.")
+        seq, disclosed = _disclosure_entry(conn, row)
+    item: dict[str, Any] = next(
+        (i for i in disclosed.get("items", ()) if i.get("signal_id") == row.signal_id), {})
     may_decide = org in reidentification.deciding_orgs(pack, source or "")
     return {**reidentification.view(runtime.keys, row), "client_id": row.client_id,
-            "rule": row.rule, "may_decide": may_decide}
+            "rule": row.rule, "may_decide": may_decide, "source": source,
+            "category": signal.category if signal is not None else item.get("category"),
+            "case_reference": disclosed.get("case_reference"), "disclosure_seq": seq}
+
+
+def _disclosure_entry(conn: Connection, row: Any) -> tuple[int | None, dict[str, Any]]:
+    """(seq, entry) of the disclosure that released the request's signal: the latest
+    disclosure entry of the requester and purpose, up to the request, that names the
+    disclosure and the signal ((None, {}) when none of the last `DISCLOSURE_SCAN` does)."""
+    query = (
+        select(audit_entry.c.seq, audit_entry.c.bytes)
+        .where(audit_entry.c.action == "disclosure", audit_entry.c.org == row.org,
+               audit_entry.c.purpose == row.purpose,
+               audit_entry.c.time <= as_utc(row.created_at))
+        .order_by(audit_entry.c.seq.desc())
+        .limit(DISCLOSURE_SCAN)
+    )
+    for seq, data in conn.execute(query):
+        view = entry_view(int(seq), bytes(data))
+        if (not view.get("damaged")
+                and view["objects"].get("disclosure_id") == row.disclosure_id
+                and any(i.get("signal_id") == row.signal_id for i in view["items"])):
+            return int(seq), view
+    return None, {}

@@ -303,7 +303,7 @@ def test_a_source_sees_who_received_its_signals(
     page = api.get("/v1/audit/entries", params={"action": "disclosure"}, headers=source)
     assert page.status_code == 200, page.text
     (entry,) = page.json()["items"]
-    assert entry["seq"] == disclosed["audit_seq"] and entry["org"] == "gemeente"
+    assert entry["seq"] == disclosed["audit_seq"] and entry["actor"]["org"] == "gemeente"
     assert energy_id in {i["signal_id"] for i in entry["items"]}
     bystander = auth_headers("omgevingsdienst", ["contributor"])
     others = api.get("/v1/audit/entries", params={"action": "disclosure"}, headers=bystander)

@@ -115,7 +115,7 @@ def test_other_clients_are_refused_with_a_clear_page_and_the_attempt_is_audited(
                    if k == "set-cookie")
     assert pages.get("/officer/").status_code == 303
     entry = last_entry(runtime)
-    assert (entry["action"], entry["outcome"], entry["client"]) == (
+    assert (entry["action"], entry["outcome"], entry["actor"]["client"]) == (
         "audit_read", "refused", client_id)
     assert entry["reason"] == ("system_client" if kind == "system" else "not_privacy_officer")
 
@@ -248,7 +248,7 @@ def test_overview_counts_acts_and_shares_refused_and_records_the_view(
     page = signed_in.get("/officer/")
     assert page.status_code == 200
     entry = last_entry(runtime)
-    assert (entry["action"], entry["client"]) == ("audit_read", officer_login[0])
+    assert (entry["action"], entry["actor"]["client"]) == ("audit_read", officer_login[0])
     assert entry["objects"] == {"read": "officer_overview"}
     text = text_of(page.text)
     assert "Het logboek is intact" in text
@@ -272,7 +272,7 @@ def test_log_filters_by_action_outcome_and_organisation(
     assert len(refused) == 1
     assert last_entry(runtime)["objects"] == {"read": "officer_log", "outcome": "refused"}
     refusal = reads.get_entry(runtime.engine, reads.Scope.everything(), refused[0])
-    assert refusal["entry"]["org"] == "woningcorporatie"
+    assert refusal["entry"]["actor"]["org"] == "woningcorporatie"
     disclosures = seqs_on(signed_in.get("/officer/log", params={
         "action": "disclosure", "outcome": "granted", "filtered": "1"}).text)
     assert disclosures == [done.disclosure_seq]

@@ -6,6 +6,7 @@ a textarea's line breaks and refuses control characters with the form again, not
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Iterator
 
 import pytest
@@ -39,7 +40,14 @@ def signed_in(settings: Settings, runtime: Runtime, credentials: Credentials
 
 
 def rows_of(page: str) -> int:
-    return page.split('id="subject-table"')[1].split("</table>")[0].count("<tr>") - 1
+    """How many acts the page's report table shows: identical rows are grouped, each
+    group saying how many acts it stands for (`N×`, or a single act's `1`)."""
+    table = page.split('id="subject-table"')[1].split("</table>")[0]
+    cells = [cell.split("</td>")[0] for cell in table.split('class="num group-count">')[1:]]
+    counts = [re.search(r"(\d+)(?:×|</a>|$)", re.sub(r"<ul.*?</ul>", "", c, flags=re.S))
+              for c in cells]
+    assert all(counts), cells
+    return sum(int(found.group(1)) for found in counts if found)
 
 
 def test_a_long_report_is_shown_a_page_at_a_time(signed_in: TestClient,

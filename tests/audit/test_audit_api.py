@@ -85,10 +85,10 @@ def test_the_privacy_officer_sees_every_entry_and_the_read_is_recorded(
     items = all_items(client, officer, action="disclosure", limit=1)
     assert [i["seq"] for i in items] == sorted(seeded.values(), reverse=True)
     first = items[-1]
-    assert (first["org"], first["purpose"], first["items"][0]["source"]) == (
+    assert (first["actor"]["org"], first["purpose"], first["items"][0]["source"]) == (
         "gemeente", "integrale-controle", "politie")
-    assert first["client"] == "cl_gemeente"
-    assert "subject_hashes" in first["items"][0]
+    assert first["actor"]["client"] == "cl_gemeente"
+    assert "subject_tags" in first["items"][0]
     recorded = reads(runtime)
     assert len(recorded) == 3  # one per page
     assert recorded[0]["actor"]["org"] == "riec"

@@ -164,7 +164,7 @@ def test_a_partners_list_is_its_own_entries_newest_first(sqlite_log: LogEnv) -> 
                             cursor=None)
     for org in (*orgs, "riec"):
         mine = [item for item in every
-                if item["org"] == org or any(i["source"] == org for i in item["items"])]
+                if item["actor"]["org"] == org or any(i["source"] == org for i in item["items"])]
         assert _pages(log, Scope(org), EntryFilter()) == [item["seq"] for item in mine]
         for purpose in ("integrale-controle", "fiscale-handhaving"):
             assert _pages(log, Scope(org), EntryFilter(purpose=purpose)) == [

@@ -198,3 +198,23 @@ def test_the_officer_walks_through_every_page(
     assert not any(c["name"] == "__Host-sluis-officer" for c in browser.cookies())
     browser.goto(url + "/log")
     assert browser.url().endswith("/officer/sign-in")
+
+
+def test_the_policy_table_fits_a_1280_pixel_window_with_the_packs_titles(
+    browser: Chromium, served: Served
+) -> None:
+    assert sign_in(browser, served, served.client("Functionaris")) == 200
+    browser.call("Emulation.setDeviceMetricsOverride", width=1280, height=900,
+                 deviceScaleFactor=1, mobile=False)
+    assert browser.goto(served.url + "/officer/policy") == 200
+    box = browser.evaluate(
+        "(() => { const t = document.querySelector('#rules-table');"
+        " const last = t.querySelector('thead th:last-child').getBoundingClientRect();"
+        " const holder = t.parentElement;"
+        " return [t.scrollWidth, holder.clientWidth, last.right,"
+        " holder.getBoundingClientRect().right]; })()")
+    table_width, room, last_right, room_right = box
+    assert table_width <= room and last_right <= room_right + 1, box
+    assert "Verbruik in kWh per maand" in browser.text()
+    assert "kwh per month" not in browser.text()
+    shoot(browser, "policy-1280")

@@ -82,7 +82,8 @@ def test_the_signals_organisation_decides_and_nobody_else(served: Served) -> Non
 
         entries = http.get("/v1/audit/entries", headers=riec,
                            params={"action": "reidentification_decided"}).json()["items"]
-        refusals = sorted((e["org"], e["reason"]) for e in entries if e["outcome"] == "refused")
+        refusals = sorted((e["actor"]["org"], e["reason"]) for e in entries
+                          if e["outcome"] == "refused")
         assert refusals == [("belastingdienst", "not_the_deciding_officer")] * 2 + [
             ("gemeente", "not_the_deciding_officer"), ("politie", "not_the_deciding_officer")]
 

@@ -92,12 +92,12 @@ def test_refs_of_two_purposes_do_not_join_through_the_own_entries(broker: Served
         seq = answer["audit_seq"]
         body = gemeente.ok("GET", f"/v1/audit/entries/{seq}")
         assert body["redacted"] is True and body["entry_b64"] is None
-        assert body["leaf_hash"] is None and body["entry"]["id"] is None
+        assert body["leaf_hash"] is None and "id" not in body["entry"]
         (item,) = body["entry"]["items"]
         assert item == {
-            "ref": ref, "signal_id": None, "rule": "gemeente-drugs-handhaving",
+            "ref": ref, "rule": "gemeente-drugs-handhaving",
             "legal_basis": "wpg-art-16", "category": "drugsgerelateerde-melding",
-            "source": "politie", "fields": item["fields"], "subject_hashes": []}
+            "source": "politie", "fields": item["fields"]}
         assert set(item["fields"]) == set(answer["signals"][0]["fields"])
         assert signal_id not in everything_read(gemeente, seq, "disclosure")
         assert refs[1 - refs.index(ref)] not in everything_read(gemeente, seq, "disclosure")
@@ -162,8 +162,9 @@ def test_a_hidden_source_is_not_named_by_what_surrounds_it(broker: ServedBroker)
     assert signal["category"] == "hennepteelt-vermoeden"
     seq = answer.json()["audit_seq"]
     (item,) = netbeheerder.ok("GET", f"/v1/audit/entries/{seq}")["entry"]["items"]
-    assert (item["ref"], item["source"], item["rule"], item["legal_basis"]) == (
+    assert (item["ref"], item.get("source"), item.get("rule"), item.get("legal_basis")) == (
         signal["ref"], None, None, None)
+    assert set(item) == {"ref", "category", "fields"}
     text = answer.body.decode() + everything_read(netbeheerder, seq, "disclosure")
     for name in ("politie", "wpg-art-19", "netbeheerder-hennep-energiefraude"):
         assert name not in text

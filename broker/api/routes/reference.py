@@ -1,15 +1,18 @@
-"""Reference data of the live pack, and the policy dry run (any authenticated client)."""
+"""Reference data of the live pack and the policy dry run (any authenticated client); the
+packs that were live and what changed between them (privacy officers and administrators)."""
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Depends, Path, Query
 
-from broker.api.deps import RuntimeDep
+from broker.api.deps import RequestIdDep, RuntimeDep
 from broker.api.routing import StrictJSONRoute
-from broker.auth.deps import CallerDep
+from broker.auth.actors import actor_of
+from broker.auth.deps import Caller, CallerDep, require
 from broker.clock import utcnow
+from broker.runtime import Runtime
 from broker.schemas import (
     CategoryPage,
     ExplainIn,
@@ -19,9 +22,16 @@ from broker.schemas import (
     PolicyOut,
     PurposePage,
 )
-from broker.services import reference
+from broker.schemas.policy_history import PackDiffOut, PackHistoryPage, StoredPackOut
+from broker.services import pack_history, reference
+from broker.services.oversight import Reader
 
 router = APIRouter(route_class=StrictJSONRoute, prefix="/v1", tags=["reference"])
+
+Officer = Annotated[Caller, Depends(require("privacy_officer", "admin"))]
+PackRef = Annotated[str, Path(max_length=71, description="a pack's hash, or an unambiguous "
+                                                        "prefix of six or more hex digits")]
+PackQuery = Annotated[str, Query(max_length=71)]
 
 
 @router.get("/organisations", response_model=OrganisationPage)
@@ -66,3 +76,36 @@ def explain(body: ExplainIn, runtime: RuntimeDep, caller: CallerDep) -> dict[str
         utcnow(),
         roles=caller.roles,
     )
+
+
+def _reader(runtime: Runtime, caller: Caller, request_id: str | None) -> Reader:
+    return Reader(actor_of(runtime.keys, caller), request_id)
+
+
+@router.get("/policy/history", response_model=PackHistoryPage)
+def policy_history(runtime: RuntimeDep, caller: Officer,
+                   request_id: RequestIdDep) -> dict[str, Any]:
+    """Every load of a pack, newest first: hash, name, version, when, by whom; the newest
+    is the live pack."""
+    loads = pack_history.history(runtime, _reader(runtime, caller, request_id))
+    return {"items": [load.as_dict() for load in loads]}
+
+
+@router.get("/policy/packs/{pack_hash}", response_model=StoredPackOut)
+def get_pack(pack_hash: PackRef, runtime: RuntimeDep, caller: Officer,
+             request_id: RequestIdDep) -> dict[str, Any]:
+    """A recorded pack's canonical text, as stored when it was first loaded. 404 for a
+    hash no recorded pack has; 422 for a prefix that more than one shares."""
+    return pack_history.pack_text(runtime, _reader(runtime, caller, request_id),
+                                  pack_hash).as_dict()
+
+
+@router.get("/policy/diff", response_model=PackDiffOut)
+def policy_diff(runtime: RuntimeDep, caller: Officer, request_id: RequestIdDep,
+                before: Annotated[str, Query(alias="from", max_length=71)],
+                to: PackQuery) -> dict[str, Any]:
+    """What changes from one recorded pack to another: rules added, removed and changed,
+    catalogue entries, and per recipient, purpose, category, source and legal basis the
+    access and each field's transform before and after."""
+    return pack_history.diff(runtime, _reader(runtime, caller, request_id), before,
+                             to).as_dict()

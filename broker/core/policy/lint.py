@@ -14,10 +14,12 @@ from broker.core.policy.concealment import betrayals
 from broker.core.policy.load import Pack
 from broker.core.policy.model import Rule
 
-__all__ = ["LintWarning", "lint_pack"]
+__all__ = ["MIN_COUNT_FLOOR", "LintWarning", "lint_pack"]
 
 # Fields whose clear value identifies a person directly or may hold anything at all.
 _SENSITIVE_REVEALS = ("subject.bsn", "description")
+# Below this, an area summary's count may single out a case (the model's default).
+MIN_COUNT_FLOOR = 5
 
 
 @dataclass(frozen=True, slots=True)
@@ -67,6 +69,10 @@ def _rule_warnings(pack: Pack, today: date) -> Iterator[LintWarning]:
                     f"gives criminal-law data under {basis_id} to {', '.join(sorted(outside))},"
                     f" outside its allowed_recipients "
                     f"({', '.join(basis.allowed_recipients)})")
+        if rule.access != "hit" and rule.min_count < MIN_COUNT_FLOOR:
+            yield LintWarning("small-min-count", file_name, entry,
+                              f"min_count {rule.min_count} is below {MIN_COUNT_FLOOR}: an "
+                              "area summary may show a count of single cases")
         if rule.valid_until is not None and rule.valid_until < today:
             yield LintWarning("rule-expired", file_name, entry,
                               f"valid_until {rule.valid_until.isoformat()} has passed")
