@@ -1879,6 +1879,11 @@ def _post_batch(s: Session, batch: Sequence[Record]) -> StoredBatch:
                                    payload={"signals": [r.body for r in batch]},
                                    headers=headers)
             signals = list(answer.json()["signals"])
+            if answer.headers.get("idempotent-replayed") != "true":
+                return StoredBatch(signals, len(signals))  # stored by this request
+            if attempt == 1:
+                return StoredBatch(signals, 0)  # all sent before, by an earlier import
+            # A retry's replay: stored by the attempt that broke, or by an earlier import.
             return StoredBatch(signals, count_new(signals, _server_time(answer),
                                                   time.monotonic() - started))
         except Problem as problem:
@@ -2833,8 +2838,8 @@ def _add_signal_commands(c: _Commands) -> None:
                 "batches of up to 1000. Each batch is stored all or nothing, and carries an "
                 "Idempotency-Key derived from its content: running the same file again "
                 "stores nothing twice, and the summary says how many signals were new and "
-                "how many the broker already had (told by their received_at against the "
-                "broker's clock: one stored less than a second before counts as new).",
+                "how many the broker already had (its answer to a batch sent before says "
+                "Idempotent-Replayed).",
                 "  sluis signals import signals.jsonl\n  sluis signals import export.csv "
                 "--progress\n  generate-signals | sluis signals import - --format jsonl")
     imp.add_argument("path", help="the file (- for stdin)")

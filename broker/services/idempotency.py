@@ -62,6 +62,8 @@ smaller; the bound is read just before the entry is handed to the appender)."""
 class Replay:
     status_code: int
     body: Any
+    replayed: bool = True
+    """Whether this is a stored first answer given again (False: the answer just made)."""
 
 
 @dataclass(frozen=True, slots=True)

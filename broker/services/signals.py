@@ -166,7 +166,7 @@ def create_signals(
             if earlier is not None:
                 return earlier
         raise
-    return Replay(201, _wrap(answers, batch))
+    return Replay(201, _wrap(answers, batch), replayed=False)
 
 
 def _wrap(answers: list[dict[str, Any]], batch: bool) -> Any:

@@ -35,7 +35,10 @@ def _create(
     answer = signals.create_signals(
         runtime, actor_of(runtime.keys, caller), caller.org, bodies, request_id=request_id,
         client_id=caller.client_id, key=key, batch=batch)
-    return JSONResponse(answer.body, status_code=answer.status_code)
+    # A retry's answer says it is one, so a client tells new signals from those it sent
+    # before (the header Stripe's and other idempotent APIs use).
+    headers = {"Idempotent-Replayed": "true"} if answer.replayed else None
+    return JSONResponse(answer.body, status_code=answer.status_code, headers=headers)
 
 
 @router.post("", status_code=201, response_model=SignalOut)
