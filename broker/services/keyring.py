@@ -348,7 +348,17 @@ def rotate_kek(engine: Engine, path: Path) -> str:
 
 def retire(conn: Connection, keep: Kek, master_versions: Sequence[int]) -> int:
     """In the caller's transaction: delete every wrap under another KEK than `keep`, and
-    every master key version of `master_versions`; returns the rows deleted."""
+    every master key version of `master_versions`; returns the rows deleted. ValueError,
+    with nothing deleted, when a version has no wrap under `keep` (a node with an older
+    KEK file added it): it would be lost."""
+    under_keep = select(KEYS.c.name, KEYS.c.version).where(KEYS.c.kek_id == keep.id)
+    every = select(KEYS.c.name, KEYS.c.version).distinct()
+    missing = conn.execute(every.except_(under_keep)).all()
+    if missing:
+        names = ", ".join(sorted(f"{n}.v{v}" for n, v in missing))
+        raise ValueError(f"key versions not wrapped under the key-encryption key in force: "
+                         f"{names}; run `broker keys rotate-kek` again on a node with the "
+                         "current file")
     gone = conn.execute(delete(KEYS).where(KEYS.c.kek_id != keep.id)).rowcount
     if master_versions:
         gone += conn.execute(delete(KEYS).where(KEYS.c.name == "master",

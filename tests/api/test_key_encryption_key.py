@@ -127,3 +127,22 @@ def test_a_backup_before_an_erasure_cannot_read_the_signal_once_its_kek_is_retir
     assert api.get(f"/v1/signals/{kept}", headers=politie).status_code == 200
     assert _row(settings.database_url, kept).key_version == 2
     assert runtime.keys.active("master").version == 2
+
+
+def test_a_version_only_an_old_kek_wraps_stops_the_retirement(
+    settings: Settings, runtime: Runtime, tmp_path: Path
+) -> None:
+    """A node still holding only the old KEK file rotated a key after the KEK rotation:
+    retiring the old KEK would lose that version, so nothing is retired."""
+    old_file = tmp_path / "old-kek"
+    shutil.copyfile(keyring.kek_path(settings), old_file)
+    old_file.chmod(0o600)
+    rotation.rotate_kek(runtime, actor=system_actor("test"))
+    stale = open_runtime(second_node(settings, tmp_path, old_file))
+    try:
+        rotation.rotate(stale, "pseudonym", actor=system_actor("test"), request_id=None)
+    finally:
+        stale.close()
+    with pytest.raises(ValueError, match=r"pseudonym\.v2"):
+        rotation.retire_kek(runtime, actor=system_actor("test"))
+    assert len(keyring.read_keks(keyring.kek_path(settings))) == 2  # nothing retired
