@@ -245,3 +245,22 @@ session_end = Table(
     Column("expires_at", Integer, nullable=False, index=True),
 )
 """Officer sessions signed out before they lapse: refused on every node."""
+
+request_journal = Table(
+    "request_journal",
+    METADATA,
+    Column("id", Integer, primary_key=True),
+    Column("at", TZ, nullable=False),
+    Column("kind", String(16), nullable=False),  # disclosure | hit | area_summary
+    Column("recipient", String(64), nullable=False),
+    Column("purpose", String(64), nullable=False),
+    Column("lookup", String(16), nullable=False),  # subject | address | pc4 | pc6 | signals
+    Column("token", LargeBinary, nullable=True),
+    Column("signal_ids", Text, nullable=True),  # comma-separated, for a query by ids
+    Column("categories", Text, nullable=True),  # comma-separated, the query's narrowing
+    Index("ix_request_journal_at", "at"),
+)
+"""What each accountable request asked, in the blind form the signal index uses (a keyed
+token, or signal ids), with its recipient, purpose and time: what `broker policy impact`
+replays. No clear identifier, case reference, client or acting person; kept for
+`BROKER_REPLAY_DAYS`."""

@@ -60,6 +60,9 @@ class Settings(BaseSettings):
     idempotency_ttl_hours: int = Field(default=24, ge=1, le=24 * 30)
     """How long a first answer stored under an Idempotency-Key is replayed; `broker
     retention run` deletes older ones."""
+    replay_days: int = Field(default=30, ge=0, le=366)
+    """How long the request journal keeps each accountable request in blind form, for
+    `broker policy impact` to replay; 0 keeps none (`broker retention run` deletes older)."""
 
     metrics_token: SecretStr | None = None
     """The bearer token `/metrics` asks of its scraper (at least 32 characters); unset or

@@ -693,6 +693,8 @@ class Settings:
     origins: dict[str, str]
     profile: str
     path: Path
+    missing: str | None = None
+    """Why the config file gave nothing (no such file, no such section), if it did not."""
 
     def get(self, name: str) -> str | None:
         return self.values.get(name) or None
@@ -706,7 +708,10 @@ class Settings:
         return check_url(url)
 
 
-def _file_settings(path: Path, profile: str, explicit_profile: bool) -> dict[str, str]:
+def _file_settings(path: Path, profile: str, explicit_profile: bool
+                   ) -> tuple[dict[str, str], str | None]:
+    """The profile's settings in the config file, and why there are none if there are not
+    (an asked-for profile must be there; [default] may be absent)."""
     parser = configparser.ConfigParser(interpolation=None)
     try:
         with path.open(encoding="utf-8") as handle:
@@ -714,20 +719,22 @@ def _file_settings(path: Path, profile: str, explicit_profile: bool) -> dict[str
     except FileNotFoundError:
         if explicit_profile:
             raise UsageError(f"profile {profile!r} asked for, but {path} does not exist") from None
-        return {}
+        return {}, f"{path} does not exist"
     except (OSError, configparser.Error) as exc:
         raise UsageError(f"cannot read {path}: {exc}") from None
     if not parser.has_section(profile):
         if explicit_profile:
             raise UsageError(f"{path} has no section [{profile}]")
-        return {}
+        sections = ", ".join(parser.sections()) or "none"
+        return {}, (f"{path} has no section [{profile}] (its profiles: {sections}; pick one "
+                    "with --profile NAME or SLUIS_PROFILE)")
     values = dict(parser.items(profile))
     unknown = sorted(set(values) - set(ENVIRONMENT))
     if unknown:
         raise UsageError(f"{path} [{profile}]: unknown setting {', '.join(unknown)}")
     if values.get("client_secret") and _readable_by_others(path):
         warn(f"{path} holds a client secret and is readable by others: chmod 600 it")
-    return values
+    return values, None
 
 
 def load_settings(args: argparse.Namespace) -> Settings:
@@ -737,7 +744,8 @@ def load_settings(args: argparse.Namespace) -> Settings:
     path = config_file(args.config)
     values: dict[str, str] = {}
     origins: dict[str, str] = {}
-    for name, value in _file_settings(path, profile, explicit_profile).items():
+    from_file, missing = _file_settings(path, profile, explicit_profile)
+    for name, value in from_file.items():
         values[name], origins[name] = value, f"config file [{profile}]"
     for name, variable in ENVIRONMENT.items():
         if os.environ.get(variable):
@@ -746,7 +754,7 @@ def load_settings(args: argparse.Namespace) -> Settings:
         flag = getattr(args, name, None)
         if flag:
             values[name], origins[name] = flag, "--" + name.replace("_", "-")
-    return Settings(values, origins, profile, path)
+    return Settings(values, origins, profile, path, missing)
 
 
 def _is_loopback(host: str) -> bool:
@@ -1189,14 +1197,15 @@ def _now_text() -> str:
 
 
 def alarm(url: str, seen: Checkpoint, seen_at: str, shown: Checkpoint, reason: str,
-          memory: CheckpointMemory) -> None:
-    """Warn loudly: the broker shows a log that contradicts a checkpoint already seen."""
+          memory: CheckpointMemory, shown_by: str = "the broker now") -> None:
+    """Warn loudly: the broker (or an export of its log, `shown_by`) shows a log that
+    contradicts a checkpoint already seen."""
     lines = [
         "=" * 72,
         f"ALARM: the audit log of {url} {reason}.",
         f"This client saw a signed checkpoint of {seen.size} entries (root "
         f"{b64encode(seen.root)}) on {seen_at};",
-        f"the broker now shows {shown.size} entries (root {b64encode(shown.root)}).",
+        f"{shown_by} shows {shown.size} entries (root {b64encode(shown.root)}).",
         "The log was rolled back, truncated or rewritten, or this is another log.",
         f"The remembered checkpoint stays as evidence in {memory.path};",
         "report this to the privacy officer and the broker's operator.",
@@ -1421,9 +1430,12 @@ def cmd_config(s: Session) -> int:
     if s.out.as_json:
         s.out.json({"config_file": str(settings.path), "profile": settings.profile,
                     "settings": {r[0]: r[1] for r in rows if r[1]},
+                    "config_file_missing": settings.missing,
                     "cache_dir": str(cache_dir()), "data_dir": str(data_dir())})
         return EXIT_OK
     s.out.text(f"config file: {settings.path} (profile {settings.profile})")
+    if settings.missing:
+        s.out.text(f"  nothing from it: {settings.missing}")
     s.out.text(f"token cache: {cache_dir()}")
     s.out.text(f"checkpoints: {data_dir() / 'checkpoints'}")
     s.out.table(["setting", "value", "from"], rows, "")
@@ -1780,8 +1792,8 @@ def _records_csv(s: Session, text: str) -> list[Record]:
     reader = csv.DictReader(io.StringIO(text))
     if not reader.fieldnames or "category" not in reader.fieldnames:
         raise UsageError("the CSV needs a header row with at least a `category` column; "
-                         "nested fields are dotted: subject.bsn, location.postcode, "
-                         "attributes.kwh_per_month")
+                         "nested fields are dotted: subject.bsn, subject.bag_id, "
+                         "location.postcode, attributes.kwh_per_month")
     specs = {c["id"]: c.get("attributes") or {} for c in s.broker.get("/v1/categories")["items"]}
     records = []
     for row in reader:
@@ -2083,9 +2095,22 @@ def cmd_disclose(s: Session) -> int:
         s.out.text(f"more: the same command with --page {visible(data['next_page'])}")
     if data.get("audit_seq") is not None:
         s.out.text()
-        s.out.text(f"keep a receipt: sluis audit receipt {visible(data['audit_seq'])} "
-                   "--save FILE")
+        s.out.text(_receipt_hint(s, data["audit_seq"], released))
     return EXIT_OK
+
+
+def _receipt_hint(s: Session, seq: Any, released: Sequence[Mapping[str, Any]]) -> str:
+    """How to keep the disclosure's evidence. Its audit entry names every released signal:
+    one of another organisation's is shown to the requester redacted, without the bytes a
+    receipt is checked against, so only the privacy officer can check that receipt (a token
+    that names no organisation gets the plain suggestion; `audit receipt` then explains)."""
+    org = token_claims(s.broker.token()).get("org")
+    if org is None or all(signal.get("source") == org for signal in released):
+        return (f"keep a receipt: sluis audit receipt {visible(seq)} --save receipt-{visible(seq)}"
+                ".txt")
+    return (f"audit entry {visible(seq)} names other organisations' signals, so it is shown to "
+            "you redacted and you cannot check its receipt yourself; the privacy officer can "
+            f"(sluis audit receipt {visible(seq)} --save FILE)")
 
 
 def cmd_hit(s: Session) -> int:
@@ -2405,11 +2430,12 @@ def _memory_if_configured(s: Session) -> CheckpointMemory | None:
 
 
 def _compare_offline(
-    memory: CheckpointMemory, report: ExportReport, downloaded: bool
+    s: Session, memory: CheckpointMemory, report: ExportReport, path: str, downloaded: bool
 ) -> tuple[bool, str]:
     """Compare an export's checkpoint with the remembered one, proving consistency from the
     export's own leaves (no broker needed). A checkpoint just downloaded from the broker is
-    remembered when none was; a file of unknown origin is not."""
+    remembered when none was; a file of unknown origin is not. An export older than the
+    remembered checkpoint is no rollback by itself (the log has grown since it was made)."""
     checkpoint = report.checkpoint
     assert checkpoint is not None  # noqa: S101 - only called for a verified export
     remembered = memory.remembered()
@@ -2420,18 +2446,50 @@ def _compare_offline(
                           "entries): remembered, later ones must extend it")
         return True, "no checkpoint remembered for this broker to compare with"
     seen, seen_at = remembered
-    if seen.origin == checkpoint.origin and seen.size <= checkpoint.size:
-        if merkle_root(report.leaves[: seen.size]) == seen.root:
-            if checkpoint.size > seen.size:
-                memory.remember(checkpoint)
-            return True, f"consistent with the checkpoint of {seen.size} entries seen on {seen_at}"
-        reason = "is not an extension of a checkpoint already seen"
-    elif seen.origin != checkpoint.origin:
+    if seen.origin != checkpoint.origin:
         reason = f"is another log ({checkpoint.origin!r}, not {seen.origin!r})"
+    elif checkpoint.size < seen.size:
+        return _compare_older_export(s, memory, checkpoint, (seen, seen_at), path)
+    elif merkle_root(report.leaves[: seen.size]) == seen.root:
+        if checkpoint.size > seen.size:
+            memory.remember(checkpoint)
+        return True, f"consistent with the checkpoint of {seen.size} entries seen on {seen_at}"
+    elif checkpoint.size == seen.size:
+        reason = "shows two roots for one size"
     else:
-        reason = "shows a smaller tree than a checkpoint already seen"
+        reason = "is not an extension of a checkpoint already seen"
     memory.record_conflict(checkpoint, reason)
-    alarm(memory.url, seen, seen_at, checkpoint, reason, memory)
+    alarm(memory.url, seen, seen_at, checkpoint, reason, memory, shown_by=f"the export {path}")
+    return False, reason
+
+
+def _compare_older_export(
+    s: Session, memory: CheckpointMemory, checkpoint: Checkpoint,
+    remembered: tuple[Checkpoint, str], path: str,
+) -> tuple[bool, str]:
+    """An export that ends before the remembered checkpoint: the remembered tree must extend
+    the export's, which only a consistency proof from the broker shows (the export lacks the
+    later leaves). Without the broker, say so rather than guess."""
+    seen, seen_at = remembered
+    older = (f"older than the checkpoint of {seen.size} entries this client saw on {seen_at} "
+             f"(the export ends at {checkpoint.size})")
+    if not s.settings.get("client_id"):
+        return True, f"{older}; not compared with it (no client to ask the broker for a proof)"
+    try:
+        answer = s.broker.get("/v1/audit/proofs/consistency",
+                              **{"from": checkpoint.size, "to": seen.size})
+        proof = [hash_b64(h, "consistency proof hash") for h in answer.get("hashes", [])]
+    except CheckFailed:
+        raise
+    except SluisError as error:
+        return True, (f"{older}; not compared with it (the broker's consistency proof could "
+                      f"not be had: {visible(error)})")
+    if verify_consistency(checkpoint.size, seen.size, checkpoint.root, seen.root, proof):
+        return True, (f"{older}; the broker's consistency proof from it to that checkpoint "
+                      "verifies")
+    reason = "is not an extension of the tree in the export"
+    memory.record_conflict(checkpoint, reason)
+    alarm(memory.url, seen, seen_at, checkpoint, reason, memory, shown_by=f"the export {path}")
     return False, reason
 
 
@@ -2444,7 +2502,7 @@ def _verify_file(s: Session, path: str, downloaded: bool = False) -> int:
         raise UsageError(f"cannot read {path}: {exc}") from None
     consistent, history = True, None
     if report.ok and memory is not None:
-        consistent, history = _compare_offline(memory, report, downloaded)
+        consistent, history = _compare_offline(s, memory, report, path, downloaded)
     ok = report.ok and consistent
     _print_export_report(s, path, report, ok, history)
     return EXIT_OK if ok else EXIT_FAILED
@@ -2527,6 +2585,11 @@ def cmd_audit_receipt(s: Session) -> int:
     return EXIT_OK if consistent else EXIT_FAILED
 
 
+def _os_reason(error: Exception) -> str:
+    """An OSError's reason without its errno and path (the message names the path)."""
+    return str(getattr(error, "strerror", None) or error)
+
+
 def _redacted_receipt(s: Session, seq: int, text: str) -> int:
     """A receipt of an entry shown to you redacted: kept if asked, but its inclusion proof
     cannot be checked without the entry's bytes, so the check is not passed (exit 1)."""
@@ -2540,8 +2603,12 @@ def _redacted_receipt(s: Session, seq: int, text: str) -> int:
         s.out.json({"seq": seq, "receipt": text, "inclusion_ok": None, "redacted": True})
     else:
         s.out.text(f"entry {seq}: {REDACTED_NOTE}")
-        s.out.text("its receipt cannot be checked here without the entry's bytes; the privacy "
-                   "officer can check it" + (f" (saved to {s.args.save})" if s.args.save else ""))
+        s.out.text("its receipt cannot be checked here without the entry's bytes, so it was "
+                   "not checked; the privacy officer can check it (sluis audit receipt "
+                   f"{seq}, as the officer)")
+        if s.args.save:
+            s.out.text(f"saved the receipt only to {s.args.save}: without the entry, "
+                       "`sluis audit check-receipt` cannot check it either")
     return EXIT_FAILED
 
 
@@ -2565,9 +2632,18 @@ def cmd_audit_check_receipt(s: Session) -> int:
     entry_path = Path(s.args.entry).expanduser() if s.args.entry else path.with_name(
         path.name + ".entry")
     try:
-        text, entry_bytes = path.read_text(encoding="utf-8"), entry_path.read_bytes()
+        text = path.read_text(encoding="utf-8")
     except (OSError, UnicodeError) as exc:
-        raise UsageError(f"cannot read the receipt: {exc}") from None
+        raise UsageError(f"cannot read the receipt {path}: {_os_reason(exc)}") from None
+    if not s.args.entry and not entry_path.exists():
+        raise CheckFailed(f"no entry beside the receipt ({entry_path}): a receipt is checked "
+                          "against its entry's bytes, which `sluis audit receipt SEQ --save` "
+                          "keeps only for an entry shown to you whole; an entry shown to you "
+                          "redacted is checked by the privacy officer, who sees it whole")
+    try:
+        entry_bytes = entry_path.read_bytes()
+    except OSError as exc:
+        raise UsageError(f"cannot read the entry {entry_path}: {_os_reason(exc)}") from None
     keys, _ = _offline_keys(s)
     checkpoint = check_receipt(text, entry_bytes, keys)
     index = parse_receipt(text).index
@@ -2834,14 +2910,16 @@ def _add_signal_commands(c: _Commands) -> None:
     imp = c.add(signals, "import", cmd_signals_import, "submit many signals from a file",
                 "Submit signals from JSON Lines (one signal a line), a JSON list, or CSV "
                 "(dotted column names: category, legal_basis, subject.type, subject.bsn, "
-                "location.postcode, location.house_number, observed_at, attributes.NAME), in "
+                "subject.kvk, subject.plate, subject.bag_id, location.postcode, "
+                "location.house_number, observed_at, description, attributes.NAME), in "
                 "batches of up to 1000. Each batch is stored all or nothing, and carries an "
                 "Idempotency-Key derived from its content: running the same file again "
                 "stores nothing twice, and the summary says how many signals were new and "
                 "how many the broker already had (its answer to a batch sent before says "
                 "Idempotent-Replayed).",
-                "  sluis signals import signals.jsonl\n  sluis signals import export.csv "
-                "--progress\n  generate-signals | sluis signals import - --format jsonl")
+                "  sluis signals import signals.jsonl\n  sluis signals import "
+                "clients/examples/meter-readings.csv --progress\n"
+                "  generate-signals | sluis signals import - --format jsonl")
     imp.add_argument("path", help="the file (- for stdin)")
     imp.add_argument("--format", choices=["jsonl", "json", "csv"],
                      help="default: from the file name (.csv, .json), else jsonl")

@@ -27,6 +27,10 @@ ACTING_USER: Final = "emp-1"
 PERSONAL_PROFILES: Final = {"requester": "analyst", "privacy_officer": "officer",
                             "admin": "admin"}
 TRY_ORG: Final = "gemeente"
+TOUR_PROFILES: Final = {"default": TRY_ORG, "officer": "riec-officer"}
+"""Profiles the README's tour uses besides the per-client ones, as copies of them:
+[default] (no --profile) is the organisation the tour follows, [officer] the covenant's
+privacy officer (the RIEC's)."""
 
 
 @dataclass(frozen=True)
@@ -61,8 +65,9 @@ def profile_name(client: dict[str, Any]) -> str:
 
 
 def sluis_config(clients: Sequence[dict[str, Any]], url: str, token_url: str) -> str:
-    """A `sluis` config file (clients/sluis.py): one section per demo client."""
-    parser = configparser.ConfigParser(interpolation=None)
+    """A `sluis` config file (clients/sluis.py): one section per demo client, and the
+    tour's [default] and [officer] (TOUR_PROFILES) first."""
+    sections: dict[str, dict[str, str]] = {}
     for client in clients:
         section: dict[str, str] = {"url": url, "client_id": client["client_id"],
                                    "client_secret": client["client_secret"]}
@@ -70,9 +75,17 @@ def sluis_config(clients: Sequence[dict[str, Any]], url: str, token_url: str) ->
             section["acting_user"] = ACTING_USER
         if token_url != url.rstrip("/") + "/oauth/token":
             section["token_audience"] = token_url  # the issuer is not the URL served
-        parser[profile_name(client)] = section
+        sections[profile_name(client)] = section
+    parser = configparser.ConfigParser(interpolation=None)
+    for alias, name in TOUR_PROFILES.items():
+        if name in sections:
+            parser[alias] = sections[name]
+    for name, section in sections.items():
+        parser[name] = section
     text = io.StringIO()
     text.write("# The demo broker's clients, one profile each: sluis --profile NAME ...\n")
+    text.write("# [default] (no --profile) is " + TOUR_PROFILES["default"] + ", [officer] "
+               + TOUR_PROFILES["officer"] + ": the README's tour uses them.\n")
     parser.write(text)
     return text.getvalue()
 
@@ -106,7 +119,9 @@ def howto(files: DemoFiles, base_url: str, clients: Sequence[dict[str, Any]]) ->
     """The text printed after the demo starts: where things are and what to try."""
     config, form = shlex.quote(str(files.sluis_config)), shlex.quote(str(files.curl_form))
     sluis = shlex.quote(sluis_command())
-    profiles = ", ".join(profile_name(c) for c in clients)
+    names = [profile_name(c) for c in clients]
+    tour = [f"{alias} (= {name})" for alias, name in TOUR_PROFILES.items() if name in names]
+    profiles = ", ".join([*tour, *names])
     lines = [
         "",
         f"Sluis demo broker on {base_url} (API documentation: {base_url}/docs)",
@@ -114,12 +129,15 @@ def howto(files: DemoFiles, base_url: str, clients: Sequence[dict[str, Any]]) ->
         f"A sluis configuration with a profile per demo client: {files.sluis_config}",
         f"  profiles: {profiles}",
         "",
-        "Try it with sluis, as the municipality's system client:",
+        "Try it with sluis, as the municipality's system client (the profile `default` too,",
+        "so --profile may be left out; `officer` is the covenant's privacy officer, at the RIEC):",
         "",
         f"  export SLUIS_CONFIG={config}",
         f"  {sluis} --profile {TRY_ORG} purposes",
         f"  {sluis} --profile {TRY_ORG} disclose --purpose integrale-controle \\",
         "      --case ZAAK-2026-0042 --address 3072AB 7",
+        "",
+        "The README's tour of sluis (\"The thin client\") uses these profiles as they are.",
         "",
         f"Or with curl: a token (curl reads the client secret from {files.curl_form}),",
         "then the purposes (the token goes to curl on its standard input, not its command line):",

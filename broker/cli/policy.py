@@ -1,5 +1,6 @@
 """`broker policy check|test|explain|load`: work on a pack folder without a running broker;
-`broker policy history|show|diff`: read the packs the database recorded as live.
+`broker policy history|show|diff`: read the packs the database recorded as live;
+`broker policy impact`: replay the journaled requests under a draft folder.
 
 Exit codes: 0 ok, 1 the pack has errors (or, with --strict, warnings) or a test fails, or
 no recorded pack has the hash given, 2 bad usage (including a folder that does not exist).
@@ -190,6 +191,13 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     p_diff.add_argument("--json", action="store_true")
     p_diff.set_defaults(func=diff)
 
+    p_impact = sub.add_parser("impact", help="replay the journaled requests under a draft")
+    p_impact.add_argument("dir", metavar="DRAFT_DIR")
+    p_impact.add_argument("--since", metavar="PERIOD",
+                          help="how far back: 14d or 36h (default: all the journal keeps)")
+    p_impact.add_argument("--json", action="store_true")
+    p_impact.set_defaults(func=impact)
+
 
 def load(args: argparse.Namespace) -> int:
     """Record DIR's pack as the live one (audited); running brokers follow within seconds."""
@@ -333,4 +341,60 @@ def diff_lines(changes: PackDiff) -> list[str]:
             before = _shown(item.before, transform=field)
             after = _shown(item.after, transform=field)
             lines.append(f"    {item.path if field else item.what}: {before} -> {after}")
+    return lines
+
+
+# --- impact: the draft replayed over the journaled requests -------------------------------
+
+
+def impact(args: argparse.Namespace) -> int:
+    """Replay every journaled request of the period under the live pack and the draft
+    folder, and report what changes (recorded as a `policy_impact` entry)."""
+    from broker.auth.actors import system_actor
+    from broker.runtime import open_runtime
+    from broker.services import impact as replay
+    from broker.settings import get_settings
+
+    loaded = _load(Path(args.dir), args.json)
+    if isinstance(loaded, int):
+        return loaded
+    back = None if args.since is None else replay.period(args.since, ("--since",))
+    runtime = open_runtime(get_settings())
+    try:
+        report = replay.replay(runtime, system_actor("cli"), CompiledPolicy(loaded), back=back)
+    finally:
+        runtime.close()
+    if args.json:
+        _print_json(report.as_dict())
+    else:
+        for line in impact_lines(report.as_dict()):
+            print(line)
+    return 0
+
+
+def impact_lines(report: dict[str, Any]) -> list[str]:
+    """An impact report as text: the totals, then per recipient and purpose each rule
+    whose decisions change."""
+    totals = report["totals"]
+    lines = [f"live  {report['live']}", f"draft {report['draft']}",
+             f"requests {report['since']} .. {report['until']}: {totals['requests']} replayed, "
+             f"{totals['affected']} affected; signals +{totals['signals_gained']} "
+             f"-{totals['signals_lost']}; field changes {totals['field_changes']}; hits flipped "
+             f"{totals['hits_flipped']}; cells crossing the threshold {totals['cells_crossed']}"]
+    for group in report["groups"]:
+        lines.append(f"{group['recipient']} / {group['purpose']}: {group['requests']} "
+                     f"replayed, {group['affected']} affected")
+        for rule in group["rules"]:
+            if not rule["affected"]:
+                continue
+            parts = [f"signals +{rule['signals_gained']} -{rule['signals_lost']}"]
+            if rule["hits_gained"] or rule["hits_lost"]:
+                parts.append(f"hits +{rule['hits_gained']} -{rule['hits_lost']}")
+            if rule["cells_published"] or rule["cells_suppressed"]:
+                parts.append(f"cells published {rule['cells_published']}, suppressed "
+                             f"{rule['cells_suppressed']}")
+            lines.append(f"    rule {rule['rule']}: {rule['affected']} of {rule['requests']} "
+                         f"requests affected; {'; '.join(parts)}")
+            lines += [f"        {f['path']}: {f['before']} -> {f['after']} ({f['signals']} "
+                      "signals)" for f in rule["fields"]]
     return lines

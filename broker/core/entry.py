@@ -60,6 +60,7 @@ Action = Literal[
     "alert",
     "legal_hold_placed",
     "legal_hold_lifted",
+    "policy_impact",
 ]
 Outcome = Literal["granted", "refused", "error"]
 

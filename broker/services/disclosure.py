@@ -59,6 +59,7 @@ from broker.services.candidates import (
     signal_subject_token,
     subject_token,
 )
+from broker.services.impact import journal_rows
 from broker.services.purpose_binding import (
     Asker,
     AuditedRefusal,
@@ -278,6 +279,8 @@ def prepare_disclosure(runtime: Runtime, asker: Asker, body: DisclosureIn) -> Pr
         objects["continued"] = True
     if next_page is not None:
         objects["more"] = True
+    journaled = [] if body.page is not None else journal_rows(  # a continued page: asked already
+        runtime, "disclosure", asker.org, asker.purpose, lookup, body.query.categories, now)
     entry = draft(asker, live, "disclosure", items=items, objects=objects,
                   confidential_until=body.confidential_until)
     return Prepared(
@@ -292,7 +295,7 @@ def prepare_disclosure(runtime: Runtime, asker: Asker, body: DisclosureIn) -> Pr
             "next_page": next_page,
         },
         subjects=[lookup.subject] if lookup.subject else [],
-        rows=[(disclosure_pseudonym, rows)] if rows else [],
+        rows=([(disclosure_pseudonym, rows)] if rows else []) + journaled,
     )
 
 
@@ -305,12 +308,13 @@ def prepare_hit(runtime: Runtime, asker: Asker, body: HitIn) -> Prepared:
     check_purpose(live, asker, "hit")
     token = subject_token(runtime.keys, body.subject, ("body", "subject"))
     check_subject_count(limits, live, asker, token)
-    now_ts = utcnow().timestamp()
+    now = utcnow()
+    now_ts = now.timestamp()
     # Only what a rule lets the caller know of is read: the answer's time does not depend
     # on signals it may not see.
     reach = live.compiled.reach(asker.org, asker.purpose, "hit", now_ts)
-    candidates = find_reachable(runtime.engine, Lookup("subject", token=token, subject=token),
-                                reach, with_payload=False)
+    lookup = Lookup("subject", token=token, subject=token)
+    candidates = find_reachable(runtime.engine, lookup, reach, with_payload=False)
     counted = _decided(live, asker, candidates, "hit", now_ts)
     sources = sorted({c.source for c, rule in counted if rule.reveal_source})
     items = [
@@ -321,7 +325,8 @@ def prepare_hit(runtime: Runtime, asker: Asker, body: HitIn) -> Prepared:
     entry = draft(asker, live, "hit", items=items, objects={"hit": bool(counted)},
                   confidential_until=body.confidential_until)
     return Prepared(entry, {"hit": bool(counted), "sources": sources, "audit_seq": None,
-                            "policy_hash": live.pack.hash}, subjects=[token])
+                            "policy_hash": live.pack.hash}, subjects=[token],
+                    rows=journal_rows(runtime, "hit", asker.org, asker.purpose, lookup, None, now))
 
 
 def prepare_area_summary(runtime: Runtime, asker: Asker, body: AreaSummaryIn) -> Prepared:
@@ -338,7 +343,8 @@ def prepare_area_summary(runtime: Runtime, asker: Asker, body: AreaSummaryIn) ->
     candidates = find(runtime.engine, lookup, allowed, with_payload=False)
     cells: dict[str, list[str]] = {category: [] for category in allowed}
     thresholds: dict[str, int] = dict.fromkeys(allowed, 1)
-    for candidate, rule in _decided(live, asker, candidates, "aggregate", utcnow().timestamp()):
+    now = utcnow()
+    for candidate, rule in _decided(live, asker, candidates, "aggregate", now.timestamp()):
         cells[candidate.category].append(candidate.id)
         thresholds[candidate.category] = max(thresholds[candidate.category], rule.min_count)
     # Record keys under the blind-index key, which never rotates: a new key would give every
@@ -352,4 +358,6 @@ def prepare_area_summary(runtime: Runtime, asker: Asker, body: AreaSummaryIn) ->
                "counts": {c["category"]: c["count"] for c in categories}}
     return Prepared(draft(asker, live, "area_summary", objects=objects),
                     {"area": {"postcode": postcode}, "categories": categories,
-                     "audit_seq": None, "policy_hash": live.pack.hash})
+                     "audit_seq": None, "policy_hash": live.pack.hash},
+                    rows=journal_rows(runtime, "area_summary", asker.org, asker.purpose, lookup,
+                                      None, now))

@@ -12,8 +12,8 @@ on the signal routes. An officer lists the organisation's holds (`listed`), newe
 first, optionally for one case.
 
 The retention run (`broker retention run`) shreds every live signal past its retention
-date that no hold keeps, and deletes expired stored `Idempotency-Key` answers, as one
-`retention_run` entry.
+date that no hold keeps, deletes expired stored `Idempotency-Key` answers and the request
+journal's rows older than `BROKER_REPLAY_DAYS`, as one `retention_run` entry.
 """
 
 from __future__ import annotations
@@ -34,7 +34,7 @@ from broker.models import legal_hold
 from broker.models import signal as SIGNAL
 from broker.models import signal_index as INDEX
 from broker.runtime import Runtime
-from broker.services import idempotency
+from broker.services import idempotency, impact
 from broker.services.signals import denied, is_held
 
 CURSOR_PREFIX = "h1|"
@@ -162,6 +162,8 @@ class RetentionRun:
     """Signals shredded."""
     answers_deleted: int
     """Stored Idempotency-Key answers deleted: expired, or naming a shredded signal."""
+    requests_forgotten: int = 0
+    """Request journal rows deleted: older than `BROKER_REPLAY_DAYS`."""
 
 
 def due_for_retention(conn: Connection, moment: datetime) -> Sequence[Any]:
@@ -178,15 +180,17 @@ def due_for_retention(conn: Connection, moment: datetime) -> Sequence[Any]:
 def run_retention(
     runtime: Runtime, actor: Actor, *, now: datetime | None = None
 ) -> RetentionRun:
-    """Shred every signal past its retention date and delete expired stored answers, with
-    one `retention_run` entry."""
+    """Shred every signal past its retention date, delete expired stored answers and the
+    request journal past `BROKER_REPLAY_DAYS`, with one `retention_run` entry."""
     moment = now or utcnow()
     with runtime.engine.connect() as conn:
         rows = due_for_retention(conn, moment)
     ids = [row.id for row in rows]
     lifetime = idempotency.lifetime(runtime)
+    forgotten: list[int] = []
 
     def work(conn: Connection) -> int:
+        forgotten[:] = [impact.forget(conn, runtime.settings.replay_days, moment)]
         deleted = idempotency.forget_expired(conn, lifetime, moment)
         if ids:
             conn.execute(
@@ -203,4 +207,4 @@ def run_retention(
     entry = draft("retention_run", actor, reason="retention_expired", items=items,
                   objects={"erased": len(ids)})
     recorded = runtime.audit.record(entry, work=work)
-    return RetentionRun(len(ids), recorded.result)
+    return RetentionRun(len(ids), recorded.result, forgotten[0] if forgotten else 0)

@@ -90,7 +90,11 @@ def test_the_sluis_config_has_a_profile_per_demo_client(demo: Demo) -> None:
     by_id = {c["client_id"]: c for c in demo.clients}
     assert sorted(config.sections()) == sorted([
         "politie", "gemeente", "belastingdienst", "omgevingsdienst", "netbeheerder",
-        "woningcorporatie", "riec-analyst", "riec-officer", "riec-admin", "politie-officer"])
+        "woningcorporatie", "riec-analyst", "riec-officer", "riec-admin", "politie-officer",
+        "default", "officer"])
+    # the README's tour: no --profile is the gemeente, --profile officer the covenant's officer
+    assert dict(config["default"]) == dict(config["gemeente"])
+    assert dict(config["officer"]) == dict(config["riec-officer"])
     for name in config.sections():
         section = dict(config[name])
         client = by_id[section["client_id"]]
@@ -145,3 +149,26 @@ def test_key_sign_in_works_on_the_demo_as_it_is(demo: Demo, tmp_path: Path) -> N
 def test_scripts_demo_runs_the_demo_command() -> None:
     script = (REPO / "scripts" / "demo").read_text()
     assert 'exec .venv/bin/broker demo serve --port "${PORT:-8000}"' in script
+
+
+def test_the_tour_profiles_default_and_officer_work(demo: Demo, tmp_path: Path) -> None:
+    """The README's tour: `sluis` without --profile is the gemeente's system client,
+    `--profile officer` the covenant's privacy officer; the recipe names both."""
+    assert "profiles: default (= gemeente), officer (= riec-officer), politie," in demo.printed
+    env = {k: v for k, v in client_env(tmp_path / "home", demo.url).items()
+           if not k.startswith("SLUIS_")}
+    env["SLUIS_CONFIG"] = str(demo.directory / "var" / "demo-sluis.ini")
+    gemeente = next(c for c in demo.clients if c["org"] == "gemeente")
+    shown = shell("sluis config", env | {"PATH": f"{Path(sys.executable).parent}:"
+                                                 f"{env['PATH']}"}, tmp_path)
+    assert shown.returncode == 0, shown.stderr
+    assert gemeente["client_id"] in shown.stdout and "config file [default]" in shown.stdout
+    for profile, org, role in ((None, "gemeente", "requester"),
+                               ("officer", "riec", "privacy_officer")):
+        chosen = ["--profile", profile] if profile else []
+        login = subprocess.run([sys.executable, str(SCRIPT), *chosen, "login", "--json"],
+                               env=env, cwd=tmp_path, capture_output=True, text=True,
+                               timeout=60, check=False)
+        assert login.returncode == 0, login.stderr
+        claims = json.loads(login.stdout)
+        assert claims["org"] == org and role in claims["roles"], profile

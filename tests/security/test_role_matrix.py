@@ -37,6 +37,7 @@ EXPECTED: dict[tuple[str, str], frozenset[str] | None] = {
     ("GET", "/v1/policy/history"): frozenset({"privacy_officer", "admin"}),
     ("GET", "/v1/policy/packs/{pack_hash}"): frozenset({"privacy_officer", "admin"}),
     ("GET", "/v1/policy/diff"): frozenset({"privacy_officer", "admin"}),
+    ("POST", "/v1/policy/impact"): frozenset({"privacy_officer", "admin"}),
     ("POST", "/v1/signals"): frozenset({"contributor"}),
     ("POST", "/v1/signals/{signal_id}/hold"): frozenset({"privacy_officer"}),
     ("GET", "/v1/signals/{signal_id}/hold"): frozenset({"privacy_officer"}),

@@ -1,5 +1,6 @@
 """Reference data of the live pack and the policy dry run (any authenticated client); the
-packs that were live and what changed between them (privacy officers and administrators)."""
+packs that were live, what changed between them and what a draft would change (privacy
+officers and administrators)."""
 
 from __future__ import annotations
 
@@ -23,7 +24,8 @@ from broker.schemas import (
     PurposePage,
 )
 from broker.schemas.policy_history import PackDiffOut, PackHistoryPage, StoredPackOut
-from broker.services import pack_history, reference
+from broker.schemas.policy_impact import ImpactIn, ImpactOut
+from broker.services import impact, pack_history, reference
 from broker.services.oversight import Reader
 
 router = APIRouter(route_class=StrictJSONRoute, prefix="/v1", tags=["reference"])
@@ -109,3 +111,14 @@ def policy_diff(runtime: RuntimeDep, caller: Officer, request_id: RequestIdDep,
     access and each field's transform before and after."""
     return pack_history.diff(runtime, _reader(runtime, caller, request_id), before,
                              to).as_dict()
+
+
+@router.post("/policy/impact", response_model=ImpactOut)
+def policy_impact(body: ImpactIn, runtime: RuntimeDep, caller: Officer,
+                  request_id: RequestIdDep) -> dict[str, Any]:
+    """What a draft pack would have changed: every journaled request of the period replayed
+    under the live pack and the draft, against the signals as they are now, counted per
+    recipient, purpose and rule. Counts and rule ids only; recorded as `policy_impact`."""
+    return impact.replay_draft(runtime, actor_of(runtime.keys, caller), reference=body.draft,
+                               files=body.files, since=body.since,
+                               request_id=request_id).as_dict()
