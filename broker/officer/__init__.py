@@ -10,9 +10,10 @@ from __future__ import annotations
 
 from fastapi import APIRouter
 
-from broker.officer import holds, pages, requests, signin
+from broker.officer import holds, impact, pages, requests, signin
 
-ROUTERS: tuple[APIRouter, ...] = (signin.router, pages.router, requests.router, holds.router)
+ROUTERS: tuple[APIRouter, ...] = (signin.router, pages.router, requests.router, holds.router,
+                                  impact.router)
 """Every router of the pages (their routes, for tests that must not forget one)."""
 
 router = APIRouter()
