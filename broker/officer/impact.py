@@ -22,11 +22,11 @@ from broker.core.policy.load import load_pack_from_text
 from broker.errors import FieldProblem, ValidationFailed
 from broker.officer.names import Names
 from broker.officer.web import PREFIX, OfficerDep, OfficerRoute, check_csrf, check_origin, render
+from broker.schemas.policy_impact import MAX_FILE_BYTES
 from broker.services import impact
 
 router = APIRouter(route_class=OfficerRoute, prefix=PREFIX, include_in_schema=False)
 MAX_FILES: Final = 20
-MAX_FILE_BYTES: Final = 256 * 1024
 
 
 @router.get("/policy/impact", response_class=HTMLResponse)

@@ -8,6 +8,8 @@ from pydantic import BaseModel, Field, StringConstraints, model_validator
 
 from broker.schemas import Strict
 
+MAX_FILE_BYTES = 256 * 1024
+"""The largest file of a draft pack the API takes (the body has its own limit too)."""
 PackFileName = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9_.-]{1,100}\.(yaml|yml)$")]
 
 
@@ -17,10 +19,10 @@ class ImpactIn(Strict):
     draft: str | None = Field(default=None, max_length=71,
                               description="a recorded pack's hash, or a prefix of six or more "
                                           "hex digits that only it has")
-    files: dict[PackFileName, Annotated[str, StringConstraints(max_length=256 * 1024)]] | None = (
+    files: dict[PackFileName, str] | None = (
         Field(default=None, max_length=64,
               description="the draft's *.yaml files, by file name, as `broker policy check` "
-                          "reads a folder; nothing is recorded"))
+                          "reads a folder, each at most 256 KiB; nothing is recorded"))
     since: str | None = Field(default=None, max_length=8, pattern=r"^[1-9][0-9]{0,4}[dh]$",
                               description="how far back: `14d` or `36h`; default, all that "
                                           "the journal keeps (`BROKER_REPLAY_DAYS`)")
@@ -29,6 +31,8 @@ class ImpactIn(Strict):
     def _one_draft(self) -> ImpactIn:
         if (self.draft is None) == (self.files is None):
             raise ValueError("name exactly one of draft or files")
+        if any(len(text.encode()) > MAX_FILE_BYTES for text in (self.files or {}).values()):
+            raise ValueError(f"each of the draft's files holds at most {MAX_FILE_BYTES} bytes")
         return self
 
 

@@ -59,7 +59,7 @@ from broker.services.candidates import (
     signal_subject_token,
     subject_token,
 )
-from broker.services.impact import journal_rows
+from broker.services.journal import journal_rows
 from broker.services.purpose_binding import (
     Asker,
     AuditedRefusal,

@@ -34,7 +34,7 @@ from broker.models import legal_hold
 from broker.models import signal as SIGNAL
 from broker.models import signal_index as INDEX
 from broker.runtime import Runtime
-from broker.services import idempotency, impact
+from broker.services import idempotency, journal
 from broker.services.signals import denied, is_held
 
 CURSOR_PREFIX = "h1|"
@@ -190,7 +190,7 @@ def run_retention(
     forgotten: list[int] = []
 
     def work(conn: Connection) -> int:
-        forgotten[:] = [impact.forget(conn, runtime.settings.replay_days, moment)]
+        forgotten[:] = [journal.forget(conn, runtime.settings.replay_days, moment)]
         deleted = idempotency.forget_expired(conn, lifetime, moment)
         if ids:
             conn.execute(

@@ -20,7 +20,7 @@ from broker.clock import utcnow
 from broker.core.policy import CompiledPolicy, load_pack_from_text
 from broker.models import request_journal, signal, signal_index
 from broker.runtime import Runtime
-from broker.services import impact
+from broker.services import impact, journal
 from broker.services.candidates import Lookup
 from tests.unit.packs import as_files
 from tests.unit.test_policy_properties import ORGS, PURPOSES, packs, rule_for, rule_keys
@@ -101,7 +101,7 @@ def test_gained_and_lost_are_the_difference_of_the_two_answers(
                 legal_basis=basis, observed_at=observed))
         lookup = Lookup("subject", token=token, subject=token)
         for kind, recipient, purpose in requests:
-            for table, rows in impact.journal_rows(runtime, kind, recipient, purpose, lookup,
+            for table, rows in journal.journal_rows(runtime, kind, recipient, purpose, lookup,
                                                    None, now):
                 conn.execute(table.insert(), list(rows))
     live = CompiledPolicy(load_pack_from_text(as_files(live_data)))

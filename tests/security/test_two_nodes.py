@@ -23,7 +23,8 @@ from typing import Any
 import pytest
 
 from tests.api.disclosure_kit import OTHER_BSN, drugs
-from tests.security.conftest import DEMO_PACK, ServedBroker, broker_env
+from tests.api.test_live_pack import other_pack
+from tests.security.conftest import ServedBroker, broker_env
 
 CASE = "ZAAK-2026-0101"
 
@@ -32,15 +33,6 @@ CASE = "ZAAK-2026-0101"
 class Deployment:
     a: ServedBroker
     b: ServedBroker
-
-
-def other_pack(directory: Path) -> Path:
-    folder = directory / "other-pack"
-    shutil.copytree(DEMO_PACK, folder)
-    manifest = folder / "pack.yaml"
-    manifest.write_text(manifest.read_text().replace('version: "2026.11.1"',
-                                                     'version: "2099.1.1"'))
-    return folder
 
 
 @pytest.fixture
