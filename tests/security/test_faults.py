@@ -79,26 +79,35 @@ class Submitter(threading.Thread):
                         "Content-Type": "application/json"}
         self.acked: list[str] = []
         self.statuses: Counter[int | str] = Counter()
+        self.connection: http.client.HTTPConnection | None = None
 
     def run(self) -> None:
-        connection: http.client.HTTPConnection | None = None
+        try:
+            self._submit_until_stopped()
+        finally:
+            self._close()  # the last connection too: none is left to the collector
+
+    def _close(self) -> None:
+        if self.connection is not None:
+            self.connection.close()
+            self.connection = None
+
+    def _submit_until_stopped(self) -> None:
         while not self.stop.is_set():
             try:
-                if connection is None:
-                    connection = http.client.HTTPConnection(self.broker.host, self.broker.port,
-                                                            timeout=10)
+                if self.connection is None:
+                    self.connection = http.client.HTTPConnection(
+                        self.broker.host, self.broker.port, timeout=10)
                 body = json.dumps({**drugs(), "description": f"load {random.random()}"})
-                connection.request("POST", "/v1/signals", body=body, headers=self.headers)
-                answer = connection.getresponse()
+                self.connection.request("POST", "/v1/signals", body=body, headers=self.headers)
+                answer = self.connection.getresponse()
                 data = answer.read()
                 self.statuses[answer.status] += 1
                 if answer.status == 201:
                     self.acked.append(json.loads(data)["id"])
             except (OSError, http.client.HTTPException):
                 self.statuses["dropped"] += 1
-                if connection is not None:
-                    connection.close()
-                connection = None
+                self._close()
                 time.sleep(0.02)
 
 
