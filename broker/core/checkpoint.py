@@ -65,7 +65,7 @@ def _b64encode(data: bytes) -> str:
     return base64.b64encode(data).decode("ascii")
 
 
-def _b64decode(text: str, what: str) -> bytes:
+def b64decode_strict(text: str, what: str) -> bytes:
     """Standard base64, padded and canonical: one text per byte string."""
     try:
         data = base64.b64decode(text, validate=True)
@@ -87,7 +87,7 @@ def is_valid_key_name(name: str) -> bool:
     return bool(name) and "+" not in name and not any(c.isspace() for c in name)
 
 
-def _require_name(name: str) -> None:
+def require_name(name: str) -> None:
     if not is_valid_key_name(name):
         raise CheckpointInvalid("key name must be non-empty, without spaces or '+'")
 
@@ -95,9 +95,10 @@ def _require_name(name: str) -> None:
 # --- Keys ---
 
 
-def key_id(name: str, public_key: bytes) -> bytes:
-    """First 4 bytes of SHA-256(name || 0x0A || 0x01 || public key): names key and algorithm."""
-    digest = hashlib.sha256(name.encode("utf-8") + b"\n" + bytes([ED25519]) + public_key)
+def key_id(name: str, public_key: bytes, kind: int = ED25519) -> bytes:
+    """First 4 bytes of SHA-256(name || 0x0A || kind || public key): names key and algorithm
+    (0x01 an Ed25519 note signature; 0x04 a cosignature/v1, `broker.core.cosignature`)."""
+    digest = hashlib.sha256(name.encode("utf-8") + b"\n" + bytes([kind]) + public_key)
     return digest.digest()[:4]
 
 
@@ -117,7 +118,7 @@ class Verifier:
 
     @classmethod
     def from_public_key(cls, name: str, public_key: bytes) -> Verifier:
-        _require_name(name)
+        require_name(name)
         if len(public_key) != 32:
             raise CheckpointInvalid("an Ed25519 public key is 32 bytes")
         key = Ed25519PublicKey.from_public_bytes(public_key)
@@ -140,45 +141,47 @@ class Verifier:
         return verifier_key(self.name, self.public_key)
 
 
-def verifier_key(name: str, public_key: bytes) -> str:
-    """The verifier key string ``name+hex8(key id)+base64(0x01 || public key)``."""
-    _require_name(name)
-    kid = key_id(name, public_key).hex()
-    return f"{name}+{kid}+{_b64encode(bytes([ED25519]) + public_key)}"
+def verifier_key(name: str, public_key: bytes, kind: int = ED25519) -> str:
+    """The verifier key string ``name+hex8(key id)+base64(kind || public key)``."""
+    require_name(name)
+    kid = key_id(name, public_key, kind).hex()
+    return f"{name}+{kid}+{_b64encode(bytes([kind]) + public_key)}"
 
 
-def signer_key(name: str, private_key: Ed25519PrivateKey) -> str:
-    """The Go `note` signer key string ``PRIVATE+KEY+name+hex8(key id)+base64(0x01 || seed)``.
+def signer_key(name: str, private_key: Ed25519PrivateKey, kind: int = ED25519) -> str:
+    """The Go `note` signer key string ``PRIVATE+KEY+name+hex8(key id)+base64(kind || seed)``.
 
     It holds the private key: for key files and tests, never for logs or answers.
     """
-    _require_name(name)
+    require_name(name)
     seed = private_key.private_bytes(Encoding.Raw, PrivateFormat.Raw, NoEncryption())
-    kid = key_id(name, public_key_bytes(private_key)).hex()
-    return f"PRIVATE+KEY+{name}+{kid}+{_b64encode(bytes([ED25519]) + seed)}"
+    kid = key_id(name, public_key_bytes(private_key), kind).hex()
+    return f"PRIVATE+KEY+{name}+{kid}+{_b64encode(bytes([kind]) + seed)}"
 
 
-def _split_key(text: str, parts: int) -> list[str]:
+def split_key(text: str, parts: int) -> list[str]:
     pieces = text.split("+", parts - 1)
     if len(pieces) != parts:
         raise CheckpointInvalid("malformed key string")
     return pieces
 
 
-def _key_material(name: str, kid_hex: str, material_b64: str) -> bytes:
-    _require_name(name)
+def key_material(name: str, kid_hex: str, material_b64: str, kind: int = ED25519) -> bytes:
+    """The 32 key bytes of a key string's parts, checked to be an Ed25519 key of `kind`."""
+    require_name(name)
     if not re.fullmatch(r"[0-9a-f]{8}", kid_hex):
         raise CheckpointInvalid("malformed key id")
-    material = _b64decode(material_b64, "key")
-    if len(material) != 33 or material[0] != ED25519:
-        raise CheckpointInvalid("not an Ed25519 note key")
+    material = b64decode_strict(material_b64, "key")
+    if len(material) != 33 or material[0] != kind:
+        raise CheckpointInvalid("not an Ed25519 note key" if kind == ED25519 else
+                                f"not an Ed25519 key of type 0x{kind:02x}")
     return material[1:]
 
 
 def parse_verifier_key(text: str) -> Verifier:
     """Parse a verifier key string; the key id must match name and key."""
-    name, kid_hex, material_b64 = _split_key(text, 3)
-    verifier = Verifier.from_public_key(name, _key_material(name, kid_hex, material_b64))
+    name, kid_hex, material_b64 = split_key(text, 3)
+    verifier = Verifier.from_public_key(name, key_material(name, kid_hex, material_b64))
     if verifier.key_id.hex() != kid_hex:
         raise CheckpointInvalid("key id does not match the key")
     return verifier
@@ -186,10 +189,10 @@ def parse_verifier_key(text: str) -> Verifier:
 
 def parse_signer_key(text: str) -> tuple[str, Ed25519PrivateKey]:
     """Parse a signer key string into its name and private key; the key id must match."""
-    private, key, name, kid_hex, material_b64 = _split_key(text, 5)
+    private, key, name, kid_hex, material_b64 = split_key(text, 5)
     if (private, key) != ("PRIVATE", "KEY"):
         raise CheckpointInvalid("malformed signer key")
-    private_key = Ed25519PrivateKey.from_private_bytes(_key_material(name, kid_hex, material_b64))
+    private_key = Ed25519PrivateKey.from_private_bytes(key_material(name, kid_hex, material_b64))
     if key_id(name, public_key_bytes(private_key)).hex() != kid_hex:
         raise CheckpointInvalid("key id does not match the key")
     return name, private_key
@@ -210,7 +213,7 @@ def _check_text(text: str) -> bytes:
 
 def sign_note(body: str, name: str, private_key: Ed25519PrivateKey) -> str:
     """Sign `body` (which ends in a newline) as a note with one Ed25519 signature."""
-    _require_name(name)
+    require_name(name)
     message = _check_text(body)
     if not body.endswith("\n"):
         raise CheckpointInvalid("note text must end with a newline")
@@ -234,7 +237,7 @@ def _signature_lines(block: str) -> list[tuple[str, bytes, bytes]]:
         name, _, sig_b64 = rest.partition(" ")
         if prefix != EM_DASH or not is_valid_key_name(name) or not sig_b64:
             raise CheckpointInvalid("malformed signature line")
-        raw = _b64decode(sig_b64, "signature")
+        raw = b64decode_strict(sig_b64, "signature")
         if len(raw) < 5:
             raise CheckpointInvalid("signature too short")
         parsed.append((name, raw[:4], raw[4:]))
@@ -314,7 +317,7 @@ def parse_checkpoint(body: str) -> Checkpoint:
     lines = body[:-1].split("\n")
     if len(lines) < 3 or not all(lines):
         raise CheckpointInvalid("checkpoint needs origin, size and root on non-empty lines")
-    root = _b64decode(lines[2], "root hash")
+    root = b64decode_strict(lines[2], "root hash")
     if len(root) != merkle.HASH_SIZE:
         raise CheckpointInvalid("root hash must be 32 bytes")
     return Checkpoint(lines[0], _decimal(lines[1], "tree size"), root, tuple(lines[3:]))
@@ -375,7 +378,7 @@ def parse_receipt(text: str) -> Receipt:
     at, extra = 1, None
     if len(lines) > at and lines[at].startswith("extra "):
         try:
-            extra = _b64decode(lines[at].removeprefix("extra "), "extra data")
+            extra = b64decode_strict(lines[at].removeprefix("extra "), "extra data")
         except CheckpointInvalid as exc:
             raise ReceiptInvalid(str(exc)) from None
         at += 1
@@ -386,7 +389,7 @@ def parse_receipt(text: str) -> Receipt:
         hashes: list[bytes] = []
         at += 1
         while at < len(lines) and lines[at] and len(hashes) <= MAX_PROOF_HASHES:
-            hashes.append(_b64decode(lines[at], "proof hash"))
+            hashes.append(b64decode_strict(lines[at], "proof hash"))
             at += 1
     except CheckpointInvalid as exc:
         raise ReceiptInvalid(str(exc)) from None

@@ -16,9 +16,6 @@ type byte. Since the signed message does not name the cosigner, one key serves o
 from __future__ import annotations
 
 import base64
-import binascii
-import hashlib
-import re
 import struct
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -28,13 +25,19 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import (
     Ed25519PrivateKey,
     Ed25519PublicKey,
 )
-from cryptography.hazmat.primitives.serialization import Encoding, NoEncryption, PrivateFormat
 
 from broker.core.checkpoint import (
     EM_DASH,
     CheckpointInvalid,
+    b64decode_strict,
     is_valid_key_name,
+    key_id,
+    key_material,
     public_key_bytes,
+    require_name,
+    signer_key,
+    split_key,
+    verifier_key,
 )
 
 COSIGNATURE_V1 = 0x04
@@ -43,26 +46,6 @@ COSIGNATURE_V1 = 0x04
 HEADER = "cosignature/v1"
 MAX_TIMESTAMP = 2**63 - 1
 SIGNATURE_SIZE = 4 + 8 + 64
-
-
-def _b64encode(data: bytes) -> str:
-    return base64.b64encode(data).decode("ascii")
-
-
-def b64decode_strict(text: str, what: str) -> bytes:
-    """Standard base64, padded and canonical (one text per byte string), as signed-note asks."""
-    try:
-        data = base64.b64decode(text, validate=True)
-    except (binascii.Error, ValueError):
-        raise CheckpointInvalid(f"{what} is not base64") from None
-    if _b64encode(data) != text:
-        raise CheckpointInvalid(f"{what} is not canonical base64")
-    return data
-
-
-def _require_name(name: str) -> None:
-    if not is_valid_key_name(name):
-        raise CheckpointInvalid("key name must be non-empty, without spaces or '+'")
 
 
 def _require_body(body: str) -> bytes:
@@ -78,8 +61,7 @@ def _require_timestamp(timestamp: int) -> None:
 
 def cosigner_key_id(name: str, public_key: bytes) -> bytes:
     """First 4 bytes of SHA-256(name || 0x0A || 0x04 || public key)."""
-    material = name.encode("utf-8") + b"\n" + bytes([COSIGNATURE_V1]) + public_key
-    return hashlib.sha256(material).digest()[:4]
+    return key_id(name, public_key, COSIGNATURE_V1)
 
 
 def signed_message(body: str, timestamp: int) -> bytes:
@@ -100,7 +82,7 @@ class Cosignature:
     def line(self) -> str:
         """The note signature line, newline included."""
         raw = self.key_id + struct.pack(">Q", self.timestamp) + self.signature
-        return f"{EM_DASH} {self.name} {_b64encode(raw)}\n"
+        return f"{EM_DASH} {self.name} {base64.b64encode(raw).decode('ascii')}\n"
 
 
 @dataclass(frozen=True, slots=True)
@@ -114,7 +96,7 @@ class Cosigner:
 
     @classmethod
     def from_public_key(cls, name: str, public_key: bytes) -> Cosigner:
-        _require_name(name)
+        require_name(name)
         if len(public_key) != 32:
             raise CheckpointInvalid("an Ed25519 public key is 32 bytes")
         key = Ed25519PublicKey.from_public_bytes(public_key)
@@ -137,28 +119,14 @@ class Cosigner:
 
 def cosigner_vkey(name: str, public_key: bytes) -> str:
     """The vkey ``name+hex8(key id)+base64(0x04 || public key)``."""
-    _require_name(name)
-    kid = cosigner_key_id(name, public_key).hex()
-    return f"{name}+{kid}+{_b64encode(bytes([COSIGNATURE_V1]) + public_key)}"
-
-
-def _key_material(name: str, kid_hex: str, material_b64: str) -> bytes:
-    _require_name(name)
-    if not re.fullmatch(r"[0-9a-f]{8}", kid_hex):
-        raise CheckpointInvalid("malformed key id")
-    material = b64decode_strict(material_b64, "key")
-    if len(material) != 33 or material[0] != COSIGNATURE_V1:
-        raise CheckpointInvalid("not an Ed25519 cosignature/v1 key (type 0x04)")
-    return material[1:]
+    return verifier_key(name, public_key, COSIGNATURE_V1)
 
 
 def parse_cosigner_vkey(text: str) -> Cosigner:
     """Parse a type 0x04 vkey; its key id must match its name and key."""
-    pieces = text.split("+", 2)
-    if len(pieces) != 3:
-        raise CheckpointInvalid("malformed key string")
-    name, kid_hex, material_b64 = pieces
-    cosigner = Cosigner.from_public_key(name, _key_material(name, kid_hex, material_b64))
+    name, kid_hex, material_b64 = split_key(text, 3)
+    cosigner = Cosigner.from_public_key(
+        name, key_material(name, kid_hex, material_b64, COSIGNATURE_V1))
     if cosigner.key_id.hex() != kid_hex:
         raise CheckpointInvalid("key id does not match the key")
     return cosigner
@@ -166,19 +134,16 @@ def parse_cosigner_vkey(text: str) -> Cosigner:
 
 def cosigner_private_key(name: str, private_key: Ed25519PrivateKey) -> str:
     """The private key string ``PRIVATE+KEY+name+hex8(key id)+base64(0x04 || seed)``."""
-    _require_name(name)
-    seed = private_key.private_bytes(Encoding.Raw, PrivateFormat.Raw, NoEncryption())
-    kid = cosigner_key_id(name, public_key_bytes(private_key)).hex()
-    return f"PRIVATE+KEY+{name}+{kid}+{_b64encode(bytes([COSIGNATURE_V1]) + seed)}"
+    return signer_key(name, private_key, COSIGNATURE_V1)
 
 
 def parse_cosigner_private_key(text: str) -> tuple[str, Ed25519PrivateKey]:
     """Parse a cosigner's private key string into its name and key; the key id must match."""
-    pieces = text.split("+", 4)
-    if len(pieces) != 5 or pieces[:2] != ["PRIVATE", "KEY"]:
+    private, key, name, kid_hex, material_b64 = split_key(text, 5)
+    if (private, key) != ("PRIVATE", "KEY"):
         raise CheckpointInvalid("malformed cosigner private key")
-    name, kid_hex, material_b64 = pieces[2:]
-    private_key = Ed25519PrivateKey.from_private_bytes(_key_material(name, kid_hex, material_b64))
+    private_key = Ed25519PrivateKey.from_private_bytes(
+        key_material(name, kid_hex, material_b64, COSIGNATURE_V1))
     if cosigner_key_id(name, public_key_bytes(private_key)).hex() != kid_hex:
         raise CheckpointInvalid("key id does not match the key")
     return name, private_key
@@ -186,7 +151,7 @@ def parse_cosigner_private_key(text: str) -> tuple[str, Ed25519PrivateKey]:
 
 def cosign(body: str, name: str, private_key: Ed25519PrivateKey, timestamp: int) -> Cosignature:
     """Cosign the checkpoint `body` (its note text) as `name` at POSIX time `timestamp`."""
-    _require_name(name)
+    require_name(name)
     signature = private_key.sign(signed_message(body, timestamp))
     kid = cosigner_key_id(name, public_key_bytes(private_key))
     return Cosignature(name, kid, timestamp, signature)

@@ -24,10 +24,10 @@ from broker.core.checkpoint import (
     Checkpoint,
     CheckpointInvalid,
     Verifier,
+    b64decode_strict,
     open_checkpoint,
     parse_checkpoint,
 )
-from broker.core.cosignature import b64decode_strict
 
 SIZE_CONTENT_TYPE = "text/x.tlog.size"
 MAX_PROOF_LINES = 63
